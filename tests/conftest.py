@@ -1,0 +1,25 @@
+"""Test configuration shared by every suite.
+
+pytest-homeassistant-custom-component is active for the whole run. Two of its
+habits need adjusting here:
+
+- Its testing_config ships a `custom_components` package of its own; importing
+  ours first, at collection time, keeps it from being shadowed.
+- It blocks sockets for every test. Only the Home Assistant tests
+  (tests/components/) should run under that rule (they opt in to 127.0.0.1 with
+  `socket_enabled` where a real relay is involved); the relay, firmware,
+  interop and end-to-end suites talk to real processes on loopback.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytest_socket
+
+import custom_components.homeseal  # noqa: F401  (must precede any hass fixture)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if "components" not in item.path.parts:
+        pytest_socket.enable_socket()
