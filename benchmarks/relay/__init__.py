@@ -1,0 +1,1 @@
+"""Helpers for benchmarks/relay_bench.py: lean websocket and MQTT clients, database seeding."""

@@ -1,0 +1,1 @@
+"""HomeSeal client library: protocol and transport, no Home Assistant imports."""

@@ -1,0 +1,137 @@
+"""Base entity for HomeSeal: one HA entity per entity a device describes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.entity import Entity
+from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+
+from .client.devices import (
+    CommandRejected,
+    CommandTimeout,
+    DeviceLink,
+    DeviceOffline,
+    KeyMismatch,
+)
+from .client.ids import format_id
+from .client.messages import EntityInfo, EntityKind, StateValue
+from .const import DOMAIN, signal_new_entities
+from .runtime import HomeSealConfigEntry
+
+
+class HomeSealEntity(Entity):
+    """An entity of a paired device; available while its session is up."""
+
+    _attr_has_entity_name = True
+    _attr_should_poll = False
+
+    def __init__(self, entry: HomeSealConfigEntry, link: DeviceLink, info: EntityInfo) -> None:
+        self._link = link
+        self._info = info
+        device = format_id(link.device_id)
+        self._attr_unique_id = f"{device}_{info.key}"
+        self._attr_translation_key = info.kind
+        self._attr_translation_placeholders = {"name": info.name}
+        describe = link.describe
+        self._attr_device_info = DeviceInfo(
+            identifiers={(DOMAIN, device)},
+            name=describe.name if describe else device,
+            manufacturer="HomeSeal",
+            model=describe.model if describe else None,
+            sw_version=describe.fw if describe else None,
+            serial_number=device,
+            via_device=(DOMAIN, entry.entry_id),
+        )
+
+    @property
+    def available(self) -> bool:
+        return self._link.available and any(e.key == self._info.key for e in self._link.entities)
+
+    @property
+    def value(self) -> StateValue:
+        return self._link.values.get(self._info.key)
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        self.async_on_remove(self._link.add_listener(self._handle_update))
+
+    @callback
+    def _handle_update(self) -> None:
+        self.async_write_ha_state()
+
+    async def _async_command(self, action: str, **fields: Any) -> None:
+        """Send a command and wait for the device's result; failures are translated."""
+        describe = self._link.describe
+        placeholders = {
+            "entity": self._info.name,
+            "device": describe.name if describe else self._link.name,
+        }
+        try:
+            await self._link.command(self._info.key, action, **fields)
+        except KeyMismatch as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="key_mismatch",
+                translation_placeholders=placeholders,
+            ) from err
+        except DeviceOffline as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="device_offline",
+                translation_placeholders=placeholders,
+            ) from err
+        except CommandTimeout as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="command_timeout",
+                translation_placeholders=placeholders,
+            ) from err
+        except CommandRejected as err:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="command_rejected",
+                translation_placeholders={**placeholders, "error": err.error},
+            ) from err
+
+
+type EntityFactory = Callable[[HomeSealConfigEntry, DeviceLink, EntityInfo], HomeSealEntity]
+
+
+def async_setup_kind(
+    hass: HomeAssistant,
+    entry: HomeSealConfigEntry,
+    async_add_entities: AddConfigEntryEntitiesCallback,
+    kind: EntityKind,
+    factory: EntityFactory,
+) -> None:
+    """Add entities of one kind now and whenever a device describes new ones."""
+    added: set[str] = set()
+
+    @callback
+    def add_new() -> None:
+        runtime = entry.runtime_data
+        for device_id, subentry_id in runtime.subentries.items():
+            link = runtime.hub.links.get(device_id)
+            if link is None:
+                continue
+            # Keyed by subentry too: a device removed and paired again gets new entities.
+            prefix = f"{subentry_id}/{format_id(device_id)}_"
+            new = [
+                factory(entry, link, info)
+                for info in link.entities
+                if info.kind == kind and prefix + info.key not in added
+            ]
+            if new:
+                added.update(prefix + e._info.key for e in new)  # noqa: SLF001
+                async_add_entities(new, config_subentry_id=subentry_id)
+
+    add_new()
+    entry.async_on_unload(
+        async_dispatcher_connect(hass, signal_new_entities(entry.entry_id), add_new)
+    )

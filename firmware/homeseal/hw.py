@@ -1,0 +1,99 @@
+# The hardware layer on a real board (ESP32, Pico W): one small class per
+# kind of pin use. hw_sim.py has the same classes for the unix port; nothing
+# above this layer can tell which one it has.
+import sys
+import time
+
+import machine
+
+
+class Output:
+    """A GPIO output (switch relay, button pulse)."""
+
+    def __init__(self, pin, inverted=False):
+        self._inv = inverted
+        self._p = machine.Pin(pin, machine.Pin.OUT)
+        self.set(False)
+
+    def set(self, on):
+        self._p.value(1 if bool(on) != self._inv else 0)
+
+
+class Pwm:
+    """A PWM output for a dimmable light; level 0..255."""
+
+    def __init__(self, pin, freq, inverted=False):
+        self._inv = inverted
+        self._pwm = machine.PWM(machine.Pin(pin), freq=freq)
+        self.set(0)
+
+    def set(self, level):
+        d = level * 257  # 255 -> 65535
+        self._pwm.duty_u16(65535 - d if self._inv else d)
+
+
+class Adc:
+    """An analog input; read() is the raw 16-bit value."""
+
+    def __init__(self, pin):
+        self._a = machine.ADC(machine.Pin(pin))
+
+    def read(self):
+        return self._a.read_u16()
+
+
+class InternalTemp:
+    """The microcontroller's own temperature sensor, in °C."""
+
+    def __init__(self):
+        self._adc = None
+        if sys.platform == "rp2":
+            self._adc = machine.ADC(4)
+
+    def read(self):
+        if self._adc is not None:
+            # RP2040 datasheet §4.9.5: 27 °C at 0.706 V, -1.721 mV/°C.
+            v = self._adc.read_u16() * 3.3 / 65535
+            return 27 - (v - 0.706) / 0.001721
+        import esp32
+
+        if hasattr(esp32, "mcu_temperature"):
+            return esp32.mcu_temperature()
+        return (esp32.raw_temperature() - 32) / 1.8
+
+
+class Input:
+    """A GPIO input with the internal pull-up; value() is the raw level."""
+
+    def __init__(self, pin):
+        self._p = machine.Pin(pin, machine.Pin.IN, machine.Pin.PULL_UP)
+
+    def value(self):
+        return self._p.value()
+
+
+async def network_up(wifi, log):
+    """Join the configured Wi-Fi (if any) and wait until it has an address."""
+    if not wifi:
+        return
+    import asyncio
+
+    import network
+
+    wlan = network.WLAN(network.STA_IF)
+    wlan.active(True)
+    if wlan.isconnected():
+        return
+    log("wifi connecting to " + wifi["ssid"])
+    wlan.connect(wifi["ssid"], wifi["password"])
+    t0 = time.ticks_ms()
+    while not wlan.isconnected():
+        if time.ticks_diff(time.ticks_ms(), t0) > 30000:
+            wlan.disconnect()
+            raise OSError("wifi: no connection after 30 s")
+        await asyncio.sleep_ms(250)
+    log("wifi up " + wlan.ifconfig()[0])
+
+
+def start_control(host, port):
+    return None

@@ -1,0 +1,216 @@
+# The device's connection to the relay (PROTOCOL.md §2–§4): websocket,
+# challenge–response authentication with the static key, heartbeats, and
+# reconnection with jittered exponential backoff. Frames after AUTH_OK go to
+# the device through `on_frame(type, peer, payload)`.
+import asyncio
+import os
+import sys
+import time
+
+from micropython import const
+
+from homeseal import ct, envelope, kdf, ws, x25519
+
+SUBPROTOCOL = "homeseal.v1"
+AUTH_LABEL = b"HomeSeal v1 relay auth"
+ROLE_DEVICE = b"\x01"
+
+_AUTH_TIMEOUT_MS = const(10000)
+_PING_IDLE_MS = const(20000)  # ping the relay after this long without hearing from it
+_DEAD_MS = const(50000)  # give up on a connection this long without a byte
+_STALL_MS = const(20000)  # a send that cannot drain for this long means a dead link
+_STABLE_MS = const(30000)  # a connection that lived this long resets the backoff
+_BACKOFF_CAP_MS = const(60000)
+_NEEDS_USER_MS = const(900000)  # after 4001/4007: retry only every 15 min
+
+CLOSE_PROTOCOL_ERROR = const(4000)
+CLOSE_AUTH_FAILED = const(4001)
+CLOSE_UNAUTHORIZED = const(4007)
+
+
+class AuthError(Exception):
+    pass
+
+
+def backoff_ms(attempt):
+    """A delay drawn uniformly from [0, min(60 s, 1 s * 2^attempt)] (§2.1)."""
+    cap = _BACKOFF_CAP_MS if attempt >= 6 else min(_BACKOFF_CAP_MS, 1000 << attempt)
+    return int.from_bytes(os.urandom(4), "big") % (cap + 1)
+
+
+def auth_response(priv, pub, challenge, pinned=None):
+    """AUTH_RESPONSE payload `s.pub ‖ mac` for an AUTH_CHALLENGE payload `R ‖ nonce`."""
+    if len(challenge) != 64:
+        raise AuthError("AUTH_CHALLENGE payload is not 64 bytes")
+    R = bytes(challenge[0:32])
+    nonce = bytes(challenge[32:64])
+    if pinned is not None and not ct.equal(R, pinned):
+        raise AuthError("relay key does not match relay.relay_key")
+    try:
+        dh = x25519.dh(priv, R)
+    except ValueError:
+        raise AuthError("relay key gives an all-zero shared secret")
+    k = kdf.hkdf(nonce, dh, AUTH_LABEL, 32)
+    mac = kdf.hmac_sha256(k, AUTH_LABEL + ROLE_DEVICE + R + pub + nonce)
+    return pub + mac
+
+
+def _ssl_context(ca_path):
+    try:
+        import tls
+    except ImportError:
+        import ssl as tls
+    ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+    # Never rely on the default: MicroPython's ssl wrapper does not verify.
+    ctx.verify_mode = tls.CERT_REQUIRED
+    with open(ca_path, "rb") as f:
+        ca = f.read()
+    if ca.startswith(b"-----BEGIN"):
+        import binascii
+
+        lines = [x for x in ca.split(b"\n") if x and not x.startswith(b"-----")]
+        ca = binascii.a2b_base64(b"".join(lines))
+    ctx.load_verify_locations(cadata=ca)
+    return ctx
+
+
+class Relay:
+    def __init__(self, rcfg, priv, pub, device_id, log):
+        self._cfg = rcfg
+        self._priv = priv
+        self._pub = pub
+        self._id = device_id
+        self._log = log
+        self._ssl = None
+        self.ws = None
+        self.on_frame = None  # async (ftype, peer, payload)
+        self.on_up = None  # async (claimed)
+        self.connected = False
+        self.connects = 0  # successful authentications, for logs and tests
+        self._dead = False
+
+    async def send(self, ftype, peer, payload=b""):
+        """Send one frame; False when there is no connection (the frame is dropped)."""
+        w = self.ws
+        if w is None or not self.connected:
+            return False
+        try:
+            await w.send(envelope.header(ftype, peer), payload)
+            return True
+        except ws.WSError:
+            return False
+
+    async def run(self):
+        attempt = 0
+        while True:
+            t0 = time.ticks_ms()
+            code = await self._connect_once()
+            if self.connects and time.ticks_diff(time.ticks_ms(), t0) >= _STABLE_MS:
+                attempt = 0
+            if code in (CLOSE_AUTH_FAILED, CLOSE_UNAUTHORIZED):
+                delay = _NEEDS_USER_MS
+            else:
+                delay = backoff_ms(attempt)
+                attempt = min(attempt + 1, 16)
+            self._log("relay reconnect in %d ms" % delay)
+            await asyncio.sleep_ms(delay)
+
+    async def _connect_once(self):
+        """One connection, from TCP connect to its end; returns the close code."""
+        c = self._cfg
+        code = ws.CLOSE_ABNORMAL
+        try:
+            if c["tls"] and self._ssl is None:
+                self._ssl = _ssl_context(c["ca"])
+            self.ws = await ws.connect(c["host"], c["port"], c["path"], SUBPROTOCOL, envelope.MAX_FRAME, self._ssl)
+        except (OSError, ws.WSError) as e:
+            self._log("relay connect failed: %s" % e)
+            return code
+        w = self.ws
+        keepalive = None
+        try:
+            claimed = await asyncio.wait_for_ms(self._authenticate(w), _AUTH_TIMEOUT_MS)
+            self.connected = True
+            self.connects += 1
+            self._log("relay connected claimed=%d" % claimed)
+            self._dead = False
+            keepalive = asyncio.create_task(self._keepalive(w, asyncio.current_task()))
+            if self.on_up:
+                await self.on_up(claimed)
+            await self._serve(w)
+        except asyncio.CancelledError:
+            if not self._dead:
+                raise
+            self._log("relay connection dead")
+        except asyncio.TimeoutError:
+            self._log("relay auth timed out")
+            await w.close(CLOSE_PROTOCOL_ERROR)
+        except AuthError as e:
+            self._log("relay auth refused: %s" % e)
+            await w.close(ws.CLOSE_NORMAL)
+        except envelope.EnvelopeError as e:
+            self._log("relay protocol error: %s" % e)
+            await w.close(ws.CLOSE_TOO_BIG if "big" in str(e) else CLOSE_PROTOCOL_ERROR)
+        except ws.WSError as e:
+            code = e.code
+            self._log("relay closed %d: %s" % (code, e))
+        except OSError as e:
+            self._log("relay connection error: %s" % e)
+        finally:
+            self.connected = False
+            if keepalive is not None:
+                keepalive.cancel()
+            w.abort()
+            self.ws = None
+        return code
+
+    async def _authenticate(self, w):
+        op, msg = await w.recv()
+        if op != ws.OP_BINARY:
+            raise envelope.EnvelopeError("text message")
+        ftype, _, payload = envelope.parse(msg)
+        if ftype != envelope.AUTH_CHALLENGE:
+            raise envelope.EnvelopeError("expected AUTH_CHALLENGE")
+        resp = auth_response(self._priv, self._pub, payload, self._cfg["relay_key"])
+        await w.send(envelope.header(envelope.AUTH_RESPONSE, self._id), resp)
+        op, msg = await w.recv()
+        if op != ws.OP_BINARY:
+            raise envelope.EnvelopeError("text message")
+        ftype, _, payload = envelope.parse(msg)
+        if ftype != envelope.AUTH_OK or len(payload) != 1:
+            raise envelope.EnvelopeError("expected AUTH_OK")
+        return payload[0] & 1
+
+    async def _serve(self, w):
+        while True:
+            op, msg = await w.recv()
+            if op != ws.OP_BINARY:
+                raise envelope.EnvelopeError("text message")
+            ftype, peer, payload = envelope.parse(msg)
+            if ftype in (envelope.AUTH_CHALLENGE, envelope.AUTH_OK):
+                raise envelope.EnvelopeError("authentication frame out of place")
+            try:
+                await self.on_frame(ftype, peer, payload)
+            except (ws.WSError, asyncio.CancelledError):
+                raise
+            except Exception as e:
+                # A bug in a handler must not take the link down; say so loudly.
+                self._log("frame handler error")
+                sys.print_exception(e)
+
+    async def _keepalive(self, w, conn_task):
+        while True:
+            await asyncio.sleep_ms(5000)
+            now = time.ticks_ms()
+            idle = time.ticks_diff(now, w.last_rx)
+            stalled = w.tx_since is not None and time.ticks_diff(now, w.tx_since) > _STALL_MS
+            if idle > _DEAD_MS or stalled:
+                self._dead = True
+                w.abort()
+                conn_task.cancel()
+                return
+            if idle > _PING_IDLE_MS:
+                try:
+                    await w.ping()
+                except ws.WSError:
+                    pass

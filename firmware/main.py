@@ -1,0 +1,63 @@
+# HomeSeal device entry point.
+#
+# On a board this file runs at boot with the defaults: config /config.json,
+# state directory /state, the real pins (homeseal.hw).
+# On the unix port (tests, demo, scripts/simdevice):
+#   micropython main.py --config CONFIG --state DIR [--control 127.0.0.1:PORT]
+#                       [--window-seconds N]
+# runs the same firmware with simulated pins (homeseal.hw_sim); --control
+# opens the pin control socket (firmware/README.md).
+import sys
+
+import asyncio
+
+
+def _args(argv):
+    unix = sys.platform in ("linux", "darwin")
+    opts = {"config": "config.json" if unix else "/config.json", "state": "state" if unix else "/state"}
+    opts["control"] = None
+    opts["window"] = None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        v = argv[i + 1] if i + 1 < len(argv) else None
+        if a in ("--config", "--state", "--control", "--window-seconds") and v is None:
+            raise SystemExit("main.py: %s needs a value" % a)
+        if a == "--config":
+            opts["config"] = v
+        elif a == "--state":
+            opts["state"] = v
+        elif a == "--control":
+            host, _, port = v.rpartition(":")
+            opts["control"] = (host or "127.0.0.1", int(port))
+        elif a == "--window-seconds":
+            opts["window"] = int(v) * 1000
+        else:
+            raise SystemExit("main.py: unknown argument " + a)
+        i += 2
+    return unix, opts
+
+
+def main(argv):
+    unix, opts = _args(argv)
+    if unix:
+        from homeseal import hw_sim as hw
+    else:
+        from homeseal import hw
+    from homeseal import config, device, pairing, store
+
+    try:
+        cfg = config.load(opts["config"])
+    except config.ConfigError as e:
+        device.fatal("config error: %s" % e)
+    try:
+        st = store.Store(opts["state"])
+        dev = device.Device(cfg, st, hw, window_ms=opts["window"] or pairing.WINDOW_MS)
+    except config.ConfigError as e:
+        device.fatal("config error: %s" % e)
+    except store.StoreError as e:
+        device.fatal("state error: %s" % e)
+    asyncio.run(dev.run(opts["control"]))
+
+
+main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""HomeSeal relay: accounts, device registry and routing of opaque frames."""

@@ -1,0 +1,268 @@
+"""Command line: `homeseal-relay` / `python -m relay_server`.
+
+Every option has an environment variable (HOMESEAL_RELAY_*) as its default, so a
+systemd unit or container can configure the relay without a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import resource
+import signal
+import ssl
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from .app import create_app
+from .auth import KeyFileError
+from .config import Config, Limits, RateLimit
+from .logs import setup_logging
+from .storage import StorageError
+
+_LOG = logging.getLogger("relay_server")
+EXIT_CONFIG = 2
+
+
+class ConfigError(Exception):
+    """Bad configuration: reported on stderr, exit status 2."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"HOMESEAL_RELAY_{name}", default)
+
+
+def _env_flag(name: str) -> bool:
+    return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = Config()
+    lim = defaults.limits
+    p = argparse.ArgumentParser(
+        prog="homeseal-relay",
+        description="HomeSeal relay: accounts, device registry and routing of opaque frames. "
+        "Every option defaults to the environment variable named in brackets.",
+    )
+    p.add_argument(
+        "--host",
+        default=_env("HOST", defaults.host),
+        help="listen address [HOMESEAL_RELAY_HOST] (default %(default)s)",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("PORT", str(defaults.port)) or 0),
+        help="listen port [HOMESEAL_RELAY_PORT] (default %(default)s)",
+    )
+    p.add_argument(
+        "--db",
+        type=Path,
+        default=Path(_env("DB", str(defaults.db_path)) or ""),
+        help="SQLite database file [HOMESEAL_RELAY_DB] (default %(default)s)",
+    )
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        default=Path(_env("KEY_FILE", str(defaults.key_file)) or ""),
+        help="the relay's static X25519 key, created (mode 0600) on first start "
+        "[HOMESEAL_RELAY_KEY_FILE] (default %(default)s)",
+    )
+    p.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=_env("TLS_CERT"),
+        help="TLS certificate chain, PEM [HOMESEAL_RELAY_TLS_CERT]",
+    )
+    p.add_argument(
+        "--tls-key",
+        type=Path,
+        default=_env("TLS_KEY"),
+        help="TLS private key, PEM [HOMESEAL_RELAY_TLS_KEY]",
+    )
+    p.add_argument(
+        "--behind-proxy",
+        action="store_true",
+        default=_env_flag("BEHIND_PROXY"),
+        help="a TLS-terminating reverse proxy is in front: serve plain HTTP and "
+        "trust the last X-Forwarded-For entry [HOMESEAL_RELAY_BEHIND_PROXY=1]",
+    )
+    p.add_argument(
+        "--plain-http",
+        action="store_true",
+        default=_env_flag("PLAIN_HTTP"),
+        help="serve plain HTTP without a proxy (local development and tests "
+        "only) [HOMESEAL_RELAY_PLAIN_HTTP=1]",
+    )
+    p.add_argument(
+        "--log-level",
+        default=_env("LOG_LEVEL", defaults.log_level),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="[HOMESEAL_RELAY_LOG_LEVEL] (default %(default)s)",
+    )
+    p.add_argument(
+        "--token-days",
+        type=float,
+        default=float(_env("TOKEN_DAYS", str(defaults.token_lifetime_s / 86400)) or 0),
+        help="access token lifetime in days [HOMESEAL_RELAY_TOKEN_DAYS] (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-connections-per-account",
+        type=int,
+        default=int(_env("MAX_CONNECTIONS_PER_ACCOUNT", str(lim.connections_per_account)) or 0),
+        help="controller connections per account "
+        "[HOMESEAL_RELAY_MAX_CONNECTIONS_PER_ACCOUNT] (default %(default)s)",
+    )
+    p.add_argument(
+        "--device-frame-rate",
+        type=float,
+        default=float(_env("DEVICE_FRAME_RATE", str(lim.frames_per_device.rate)) or 0),
+        help="frames per second a device may send; bursts of twice that "
+        "[HOMESEAL_RELAY_DEVICE_FRAME_RATE] (default %(default)s)",
+    )
+    p.add_argument(
+        "--account-frame-rate",
+        type=float,
+        default=float(_env("ACCOUNT_FRAME_RATE", str(lim.frames_per_account.rate)) or 0),
+        help="frames per second an account's controllers may send together; "
+        "bursts of twice that [HOMESEAL_RELAY_ACCOUNT_FRAME_RATE] "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--send-queue-kib",
+        type=int,
+        default=int(_env("SEND_QUEUE_KIB", str(lim.send_queue_bytes // 1024)) or 0),
+        help="KiB queued for one connection before it is closed as a slow "
+        "consumer [HOMESEAL_RELAY_SEND_QUEUE_KIB] (default %(default)s)",
+    )
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    if not 0 < args.port < 65536:
+        raise ConfigError(f"invalid port {args.port}")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if args.tls_cert is None and not (args.behind_proxy or args.plain_http):
+        raise ConfigError(
+            "refusing to serve without TLS: give --tls-cert and --tls-key, or --behind-proxy "
+            "(TLS terminated by a reverse proxy), or --plain-http (development only)"
+        )
+    for name in ("token_days", "device_frame_rate", "account_frame_rate"):
+        if getattr(args, name) <= 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+    if args.max_connections_per_account < 1 or args.send_queue_kib < 16:
+        raise ConfigError("--max-connections-per-account ≥ 1 and --send-queue-kib ≥ 16")
+    lim = Limits()
+    limits = replace(
+        lim,
+        connections_per_account=args.max_connections_per_account,
+        frames_per_device=RateLimit(args.device_frame_rate, 2 * args.device_frame_rate),
+        frames_per_account=RateLimit(args.account_frame_rate, 2 * args.account_frame_rate),
+        send_queue_bytes=args.send_queue_kib * 1024,
+    )
+    return Config(
+        host=args.host,
+        port=args.port,
+        db_path=args.db,
+        key_file=args.key_file,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        behind_proxy=args.behind_proxy,
+        plain_http=args.plain_http,
+        log_level=args.log_level,
+        token_lifetime_s=int(args.token_days * 86400),
+        limits=limits,
+    )
+
+
+def ssl_context(config: Config) -> ssl.SSLContext | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(config.tls_cert, config.tls_key)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot read TLS certificate/key ({config.tls_cert}, {config.tls_key}): "
+            f"{err.strerror or err}"
+        ) from err
+    except ssl.SSLError as err:
+        raise ConfigError(f"invalid TLS certificate/key: {err.reason or err}") from err
+    return ctx
+
+
+def _raise_fd_limit() -> None:
+    """Every connection is a file descriptor: use the whole hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+async def serve(config: Config, ctx: ssl.SSLContext | None) -> None:
+    app = create_app(config)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout_s
+    )
+    try:
+        await runner.setup()
+    except KeyFileError as err:
+        await runner.cleanup()
+        raise ConfigError(str(err)) from err
+    except StorageError as err:
+        await runner.cleanup()
+        raise ConfigError(f"cannot use database {config.db_path}: {err}") from err
+    site = web.TCPSite(runner, config.host, config.port, ssl_context=ctx, backlog=4096)
+    try:
+        await site.start()
+    except OSError as err:
+        await runner.cleanup()
+        raise ConfigError(
+            f"cannot listen on {config.host}:{config.port}: {err.strerror or err}"
+        ) from err
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    _LOG.info(
+        "listening",
+        extra={
+            "host": config.host,
+            "port": config.port,
+            "tls": ctx is not None,
+            "behind_proxy": config.behind_proxy,
+        },
+    )
+    await stop.wait()
+    _LOG.info("shutting down")
+    await runner.cleanup()
+    _LOG.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+        setup_logging(config.log_level)
+        ctx = ssl_context(config)
+        _raise_fd_limit()
+        asyncio.run(serve(config, ctx))
+    except ConfigError as err:
+        print(f"homeseal-relay: error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

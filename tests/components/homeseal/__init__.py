@@ -1,0 +1,1 @@
+"""Tests of the HomeSeal integration (custom_components/homeseal)."""

@@ -1,0 +1,93 @@
+# Reproduce docs/examples/protocol_v1.json (PROTOCOL.md Appendix A) with the
+# firmware's own modules, the device's way round. argv: path of the JSON.
+# Prints one "ok <name>" line per check; any mismatch raises (non-zero exit).
+import json
+import sys
+
+from homeseal import chachapoly, kdf, noise, spake2plus, x25519
+
+h = bytes.fromhex
+with open(sys.argv[1]) as f:
+    ex = json.load(f)
+keys = ex["keys"]
+dev_priv = h(keys["device_static_priv"])
+dev_pub = h(keys["device_static_pub"])
+ctl_pub = h(keys["controller_static_pub"])
+ctl_id = h(keys["controller_id"])
+dev_id = h(keys["device_id"])
+
+
+def check(name, got, want):
+    if got != want:
+        raise AssertionError(name + ": " + got.hex() + " != " + want.hex())
+    print("ok", name)
+
+
+check("device s.pub", x25519.public_key(dev_priv), dev_pub)
+
+# §4 relay authentication, device role.
+auth = ex["relay_auth"]
+relay_pub, nonce = h(auth["relay_static_pub"]), h(auth["nonce"])
+a = auth["device"]
+label = b"HomeSeal v1 relay auth"
+dh = x25519.dh(dev_priv, relay_pub)
+check("relay dh", dh, h(a["dh"]))
+k = kdf.hkdf(nonce, dh, label, 32)
+check("relay k", k, h(a["k"]))
+mac = kdf.hmac_sha256(k, label + b"\x01" + relay_pub + dev_pub + nonce)
+check("relay mac", mac, h(a["mac"]))
+check("AUTH_RESPONSE", b"\x02" + dev_id + dev_pub + mac, h(a["auth_response_frame"]))
+
+# §5 pairing, Verifier side with the example's y.
+p = ex["pairing"]
+ver = spake2plus.Verifier(p["context"].encode(), ctl_id, dev_id, h(p["w0"]), h(p["L"]))
+share_v, confirm_v = ver.respond(h(p["shareP"]), int(p["y"], 16))
+check("shareV", share_v, h(p["shareV"]))
+check("confirmV", confirm_v, h(p["confirmV"]))
+k_shared = ver.finish(h(p["confirmP"]))
+check("K_shared", k_shared, h(p["K_shared"]))
+okm = kdf.hkdf(b"", k_shared, b"HomeSeal v1 pairing keys", 64)
+check("k_p", okm[:32], h(p["k_p"]))
+check("k_v", okm[32:], h(p["k_v"]))
+ad = ctl_id + dev_id
+zero = bytes(12)
+check(
+    "unsealed controller s.pub",
+    chachapoly.decrypt(okm[:32], zero, ad, h(p["sealed_controller_pub"])),
+    ctl_pub,
+)
+check(
+    "sealed device s.pub",
+    chachapoly.encrypt(okm[32:], zero, ad, dev_pub),
+    h(p["sealed_device_pub"]),
+)
+
+# §6 session, responder side with the example's ephemeral.
+s = ex["session"]
+hs = noise.HandshakeState(
+    s["protocol_name"],
+    False,
+    h(s["prologue"]),
+    s=dev_priv,
+    e=h(s["device_ephemeral_priv"]),
+    rs=ctl_pub,
+)
+check("HANDSHAKE1 payload", hs.read_message(h(s["handshake1"])[1:]), b"")
+check("HANDSHAKE2", b"\x02" + hs.write_message(b""), h(s["handshake2"]))
+check("handshake hash", hs.get_handshake_hash(), h(s["handshake_hash"]))
+send, recv = hs.transport()
+for m in s["transport"]:
+    payload = h(m["payload"])
+    if m["from"] == "device":
+        check(
+            "transport nonce " + str(m["nonce"]) + " from device",
+            b"\x03" + send.encrypt_with_ad(b"", h(m["plaintext"])),
+            payload,
+        )
+    else:
+        check(
+            "transport nonce " + str(m["nonce"]) + " from controller",
+            recv.decrypt_with_ad(b"", payload[1:]),
+            h(m["plaintext"]),
+        )
+print("done")

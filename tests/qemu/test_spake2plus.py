@@ -1,0 +1,112 @@
+"""The SPAKE2+ Verifier (RFC 9383, P-256) on the Cortex-M3 port.
+
+P-256 runs on mpz big integers, whose digits are 16-bit on this port (32-bit on
+the unix port's 64-bit host), so every carry path differs from the unix build.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.qemu.conftest import RunBoth
+
+pytestmark = pytest.mark.qemu
+
+# RFC 9383 appendix C (P256-SHA256-HKDF-SHA256-HMAC-SHA256).
+CONTEXT = b"SPAKE2+-P256-SHA256-HKDF-SHA256-HMAC-SHA256 Test Vectors"
+ID_PROVER = b"client"
+ID_VERIFIER = b"server"
+W0 = "bb8e1bbcf3c48f62c08db243652ae55d3e5586053fca77102994f23ad95491b3"
+L = (
+    "04eb7c9db3d9a9eb1f8adab81b5794c1f13ae3e225efbe91ea487425854c7fc00f"
+    "00bfedcbd09b2400142d40a14f2064ef31dfaa903b91d1faea7093d835966efd"
+)
+Y = "717a72348a182085109c8d3917d6c43d59b224dc6a7fc4f0483232fa6516d8b3"
+SHARE_P = (
+    "04ef3bd051bf78a2234ec0df197f7828060fe9856503579bb1733009042c15c0c1"
+    "de127727f418b5966afadfdd95a6e4591d171056b333dab97a79c7193e341727"
+)
+SHARE_V = (
+    "04c0f65da0d11927bdf5d560c69e1d7d939a05b0e88291887d679fcadea75810fb"
+    "5cc1ca7494db39e82ff2f50665255d76173e09986ab46742c798a9a68437b048"
+)
+CONFIRM_P = "926cc713504b9b4d76c9162ded04b5493e89109f6d89462cd33adc46fda27527"
+CONFIRM_V = "9747bcc4f8fe9f63defee53ac9b07876d907d55047e6ff2def2e7529089d3e68"
+K_SHARED = "0c5f8ccd1413423a54f6c1fb26ff01534a87f893779c6e68666d772bfd91f3e7"
+
+# P-256 and RFC 9382's M, to build a shareP that makes Z the identity.
+P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+M = (
+    0x886E2F97ACE46E55BA9DD7242579F2993B64E16EF3DCAB95AFD497333D8FA12F,
+    0x5FF355163E43CE224E0B0E65FF02AC8E5C7BE09419C785E0CA547D55A12E2D20,
+)
+
+Point = tuple[int, int] | None
+
+
+def _add(a: Point, b: Point) -> Point:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if a[0] == b[0] and (a[1] + b[1]) % P == 0:
+        return None
+    if a == b:
+        lam = (3 * a[0] * a[0] - 3) * pow(2 * a[1], -1, P) % P
+    else:
+        lam = (b[1] - a[1]) * pow(b[0] - a[0], -1, P) % P
+    x = (lam * lam - a[0] - b[0]) % P
+    return x, (lam * (a[0] - x) - a[1]) % P
+
+
+def _mul(k: int, pt: Point) -> Point:
+    acc: Point = None
+    while k:
+        if k & 1:
+            acc = _add(acc, pt)
+        pt = _add(pt, pt)
+        k >>= 1
+    return acc
+
+
+def _encode(pt: Point) -> bytes:
+    assert pt is not None
+    return b"\x04" + pt[0].to_bytes(32, "big") + pt[1].to_bytes(32, "big")
+
+
+def _case(kind: str, share_p: bytes, confirm_p: str = CONFIRM_P) -> tuple[bytes | str, ...]:
+    return (
+        kind, CONTEXT, ID_PROVER, ID_VERIFIER, bytes.fromhex(W0), bytes.fromhex(L),
+        share_p, bytes.fromhex(Y), bytes.fromhex(confirm_p),
+    )  # fmt: skip
+
+
+def test_rfc9383_verifier(run_both: RunBoth) -> None:
+    wrong_confirm = f"{int(CONFIRM_P[:2], 16) ^ 1:02x}{CONFIRM_P[2:]}"
+    cases = [
+        _case("ok", bytes.fromhex(SHARE_P)),
+        _case("badconfirm", bytes.fromhex(SHARE_P), wrong_confirm),
+    ]
+    out = run_both("spake2plus.py", cases, timeout=300).splitlines()
+    assert out == [
+        f"{SHARE_V}|{CONFIRM_V}|{K_SHARED}|ERR:RuntimeError",
+        f"{SHARE_V}|{CONFIRM_V}|ERR:ValueError|ERR:RuntimeError",
+    ]
+
+
+def test_invalid_share_p(run_both: RunBoth) -> None:
+    good = bytes.fromhex(SHARE_P)
+    bad = [
+        good[:-1],  # short
+        good + b"\x00",  # long
+        b"\x02" + good[1:33],  # compressed: not accepted on the wire
+        b"\x03" + good[1:],  # wrong prefix
+        good[:33] + ((int.from_bytes(good[33:], "big") + 1) % P).to_bytes(32, "big"),  # off curve
+        b"\x04" + bytes(64),  # (0, 0): not on the curve, the usual stand-in for the identity
+        b"\x04" + P.to_bytes(32, "big") + good[33:],  # coordinate == p
+        _encode(_mul(int(W0, 16), M)),  # shareP = w0*M: Z and V would be the identity
+    ]
+    cases = [_case("badshare", b) for b in bad]
+    out = run_both("spake2plus.py", cases, timeout=300).splitlines()
+    assert out == ["ERR:ValueError|ERR:RuntimeError"] * len(bad)

@@ -1,0 +1,161 @@
+"""Bad input after authentication: each gets the right close code or ERROR frame,
+and the relay keeps serving everybody else."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from relay_server.config import RateLimit
+
+from .client import (
+    AUTH_CHALLENGE,
+    AUTH_OK,
+    AUTH_RESPONSE,
+    CLAIM,
+    CLAIMED,
+    ERROR,
+    PAIR_START,
+    PRESENCE,
+    RELEASE,
+    REMOVED,
+    SESSION,
+)
+from .conftest import Relay, RelayFactory, claimed_pair
+
+BAD_FROM_EITHER = [
+    (b"\x20" + bytes(9), 4000),  # 10 bytes: shorter than the header
+    (b"", 4000),
+    (bytes((0x99,)) + bytes(10), 4000),  # unknown type
+    (bytes((0x00,)) + bytes(10), 4000),
+    (bytes((AUTH_CHALLENGE,)) + bytes(10 + 64), 4000),  # relay → endpoint types
+    (bytes((AUTH_RESPONSE,)) + bytes(10 + 64), 4000),  # AUTH_RESPONSE again
+    (bytes((AUTH_OK,)) + bytes(11), 4000),
+    (bytes((CLAIMED,)) + bytes(10), 4000),
+    (bytes((REMOVED,)) + bytes(10), 4000),
+    (bytes((PRESENCE,)) + bytes(11), 4000),
+    (bytes((ERROR,)) + bytes(11), 4000),
+    (bytes((SESSION,)) + bytes(4096), 1009),  # 4097 bytes
+    ("text frame", 4000),
+]
+
+
+@pytest.mark.parametrize("side", ["device", "controller"])
+@pytest.mark.parametrize(
+    ("message", "code"), BAD_FROM_EITHER, ids=lambda v: v.hex()[:6] if isinstance(v, bytes) else v
+)
+async def test_bad_frames(relay: Relay, side: str, message: bytes | str, code: int) -> None:
+    victim = await claimed_pair(relay, "victim")
+    bystander = await claimed_pair(relay, "bystander")
+    link = victim.dev if side == "device" else victim.ctl
+    if isinstance(message, str):
+        await link.ws.send_str(message)
+    else:
+        await link.send_raw(message)
+    await link.expect_close(code)
+    await bystander.assert_routes()
+    # The other half of the victim's pair is still served too.
+    if side == "device":
+        await victim.ctl.expect(PRESENCE, victim.device.id, b"\x00")
+
+
+@pytest.mark.parametrize(
+    ("side", "frame_type"),
+    [("device", PAIR_START), ("controller", CLAIM), ("controller", RELEASE)],
+)
+async def test_frames_in_the_wrong_direction(relay: Relay, side: str, frame_type: int) -> None:
+    pair = await claimed_pair(relay, "wrongway")
+    link = pair.dev if side == "device" else pair.ctl
+    peer = pair.controller.id if side == "device" else pair.device.id
+    await link.send(frame_type, peer, b"\x01")
+    await link.expect_close(4000)
+
+
+async def test_max_frame_passes_intact(relay: Relay) -> None:
+    pair = await claimed_pair(relay, "bigframes")
+    payload = bytes(i & 0xFF for i in range(4096 - 11))
+    await pair.ctl.send(SESSION, pair.device.id, payload)
+    await pair.dev.expect(SESSION, pair.controller.id, payload)
+    await pair.dev.send(SESSION, pair.controller.id, payload)
+    await pair.ctl.expect(SESSION, pair.device.id, payload)
+    await pair.ctl.send(SESSION, pair.device.id)  # an empty payload is fine as well
+    await pair.dev.expect(SESSION, pair.controller.id, b"")
+
+
+async def test_device_flood_is_closed(relay_factory: RelayFactory) -> None:
+    relay = await relay_factory(limits={"frames_per_device": RateLimit(50, 100)})
+    flooder = await claimed_pair(relay, "flooder")
+    bystander = await claimed_pair(relay, "calm")
+    for _ in range(150):
+        if flooder.dev.ws.closed:
+            break
+        await flooder.dev.send(SESSION, flooder.controller.id, b"\x03" + bytes(100))
+    frames = await flooder.dev.expect_close(4005)
+    assert frames == []
+    received = 0
+    while True:
+        frame = await flooder.ctl.recv()
+        if frame.type == PRESENCE:
+            break
+        received += 1
+    assert 100 <= received < 150  # the burst passed, the rest did not
+    await bystander.assert_routes()
+
+
+async def test_account_flood_is_closed(relay_factory: RelayFactory) -> None:
+    relay = await relay_factory(limits={"frames_per_account": RateLimit(50, 100)})
+    flooder = await claimed_pair(relay, "accountflood")
+    bystander = await claimed_pair(relay, "quiet")
+    for _ in range(150):
+        if flooder.ctl.ws.closed:
+            break
+        await flooder.ctl.send(SESSION, flooder.device.id, b"\x03" + bytes(100))
+    await flooder.ctl.expect_close(4005)
+    await bystander.assert_routes()
+
+
+async def test_error_flood_is_limited(relay_factory: RelayFactory) -> None:
+    """Frames that only earn ERROR answers count against the budget too."""
+    relay = await relay_factory(limits={"frames_per_device": RateLimit(20, 40)})
+    pair = await claimed_pair(relay, "errorflood")
+    for _ in range(60):
+        if pair.dev.ws.closed:
+            break
+        await pair.dev.send(SESSION, bytes(10), b"\x03")
+    frames = await pair.dev.expect_close(4005)
+    assert 30 <= len(frames) <= 40 and {f.type for f in frames} == {ERROR}
+
+
+async def test_slow_consumer_is_closed(relay_factory: RelayFactory) -> None:
+    relay = await relay_factory(
+        limits={"frames_per_device": RateLimit(1e6, 1e6), "send_queue_bytes": 32 * 1024}
+    )
+    pair = await claimed_pair(relay, "slowpoke")
+    bystander = await claimed_pair(relay, "speedy")
+    # The controller stops reading; its client buffers fill, then the relay's queue.
+    pair.ctl.ws._response.connection.transport.pause_reading()  # type: ignore[union-attr]
+    payload = b"\x03" + bytes(4000)
+    for _ in range(3000):
+        await pair.dev.send(SESSION, pair.controller.id, payload)
+        if relay.router.stats.drops.get("slow_consumer"):
+            break
+    else:
+        pytest.fail("the relay never detected the slow consumer")
+    pair.ctl.ws._response.connection.transport.resume_reading()  # type: ignore[union-attr]
+    frames = await pair.ctl.expect_close(4004, timeout=10)
+    assert all(f.type == SESSION and f.payload == payload for f in frames)
+    await bystander.assert_routes()
+    await pair.dev.send(SESSION, pair.controller.id, b"\x03")
+    await pair.dev.expect(ERROR, pair.controller.id, b"\x01")
+
+
+async def test_relay_survives_abrupt_disconnects(relay: Relay) -> None:
+    bystander = await claimed_pair(relay, "steady")
+    for _ in range(5):
+        pair = await claimed_pair(relay, f"abrupt{_}")
+        for link in (pair.dev, pair.ctl):
+            link.ws._response.connection.transport.abort()  # type: ignore[union-attr]
+    await asyncio.sleep(0.1)
+    await bystander.assert_routes()
+    assert len(relay.router.devices) == 1 and len(relay.router.controllers) == 1

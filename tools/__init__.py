@@ -1,0 +1,1 @@
+"""Command-line tools for HomeSeal (provisioning, protocol examples)."""

@@ -1,0 +1,348 @@
+"""homeseal-provision: give one device its setup code (PROTOCOL.md §1.2, §5.1).
+
+For one device this tool
+
+- picks an 8-digit setup code (trivial codes rejected) unless one is given,
+- picks a random PBKDF2 salt (16-32 bytes) and the iteration count,
+- computes the SPAKE2+ verifier (w0, L) from them,
+- writes the device's `provisioning.json` into its state directory: the
+  verifier and the PBKDF parameters, never the code,
+- prints the code (`2023-1187`) and the QR payload (`HS1:<ID>:<code>`),
+- writes a printable label, PNG and SVG: the QR code with the code in digits
+  beside it and the device id below.
+
+The QR payload names the device, so the tool needs the device's id. It takes it
+from the device's own key in `<state-dir>/identity.json` (written by the
+firmware's first boot, or by this tool: if the state directory has no key yet,
+the tool generates the device's static X25519 key on the host with the same
+format, so a board can be provisioned before it first runs), or from
+`--device-id` (the id a board printed on its console at first boot, when its
+key never leaves it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import secrets
+import struct
+import sys
+import zlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import segno
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+
+
+def _client_library() -> tuple[ModuleType, ModuleType]:
+    """The integration's client library (`ids`, `spake2plus`).
+
+    custom_components/homeseal/client has no Home Assistant imports, but its
+    parent package's __init__ imports Home Assistant (seconds of start-up). Load
+    the client package from its directory under a private name instead, unless
+    the integration is already imported in this process.
+    """
+    if "custom_components.homeseal" in sys.modules:
+        base = "custom_components.homeseal.client"
+    else:
+        base = "_homeseal_client"
+        if base not in sys.modules:
+            root = Path(__file__).resolve().parent.parent / "custom_components/homeseal/client"
+            spec = importlib.util.spec_from_file_location(
+                base, root / "__init__.py", submodule_search_locations=[str(root)]
+            )
+            if spec is None or spec.loader is None:
+                raise ImportError(f"HomeSeal client library not found at {root}")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[base] = module
+            spec.loader.exec_module(module)
+    return importlib.import_module(base + ".ids"), importlib.import_module(base + ".spake2plus")
+
+
+ids, _spake2plus = _client_library()
+compute_verifier = _spake2plus.compute_verifier
+
+IDENTITY = "identity.json"
+PROVISIONING = "provisioning.json"
+DEFAULT_ITERATIONS = 100_000
+MIN_ITERATIONS = 1_000
+MAX_ITERATIONS = 1_000_000
+MIN_SALT = 16
+MAX_SALT = 32
+
+
+class ProvisionError(Exception):
+    """A problem the user must fix; printed as one line."""
+
+
+def random_setup_code() -> str:
+    """8 uniformly random digits, drawn again while trivial (§1.2)."""
+    while True:
+        code = f"{secrets.randbelow(10**8):08d}"
+        try:
+            return ids.validate_setup_code(code)
+        except ValueError:
+            continue
+
+
+def _write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    # Temp file + rename, as the firmware does: never half a file.
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def device_public_key(state_dir: Path, generate: bool) -> tuple[bytes, bool]:
+    """(the device's X25519 public key, whether it was generated now)."""
+    path = state_dir / IDENTITY
+    if path.exists():
+        try:
+            rec = json.loads(path.read_text())
+            pub = bytes.fromhex(rec["public_key"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise ProvisionError(f"{path}: not a device identity file ({err})") from None
+        if len(pub) != 32:
+            raise ProvisionError(f"{path}: public_key is not 32 bytes")
+        return pub, False
+    if not generate:
+        raise ProvisionError(f"{path} does not exist and --no-generate-key was given")
+    key = X25519PrivateKey.generate()
+    priv = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    record = {"version": 1, "private_key": priv.hex(), "public_key": pub.hex()}
+    _write_atomic(path, json.dumps(record).encode())
+    return pub, True
+
+
+def provisioning_record(code: str, salt: bytes, iterations: int) -> dict[str, Any]:
+    """What the device stores: (w0, L) and the PBKDF parameters, not the code."""
+    w0, L = compute_verifier(code.encode("ascii"), salt, iterations)
+    return {
+        "version": 1,
+        "iterations": iterations,
+        "salt": salt.hex(),
+        "w0": w0.hex(),
+        "L": L.hex(),
+    }
+
+
+# ---------------------------------------------------------------- the label
+
+# 5x7 glyphs for the label's digits, one string of 7 rows of 5 bits per glyph.
+_GLYPHS = {
+    "0": "01110 10001 10011 10101 11001 10001 01110",
+    "1": "00100 01100 00100 00100 00100 00100 01110",
+    "2": "01110 10001 00001 00010 00100 01000 11111",
+    "3": "11110 00001 00001 01110 00001 00001 11110",
+    "4": "00010 00110 01010 10010 11111 00010 00010",
+    "5": "11111 10000 11110 00001 00001 10001 01110",
+    "6": "00110 01000 10000 11110 10001 10001 01110",
+    "7": "11111 00001 00010 00100 01000 01000 01000",
+    "8": "01110 10001 10001 01110 10001 10001 01110",
+    "9": "01110 10001 10001 01111 00001 00010 01100",
+    "-": "00000 00000 00000 11111 00000 00000 00000",
+}
+
+
+def _png(width: int, height: int, rows: list[bytearray]) -> bytes:
+    """An 8-bit greyscale PNG (RFC 2083) from rows of pixel bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    raw = b"".join(b"\x00" + bytes(r) for r in rows)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def label_png(payload: str, code_text: str, scale: int = 8) -> bytes:
+    """QR code with the setup code in digits to its right."""
+    qr = segno.make_qr(payload, error="m")
+    matrix = [list(r) for r in qr.matrix_iter(scale=1, border=4)]
+    qr_px = len(matrix) * scale
+    g = scale // 2 + 2  # glyph pixel size
+    text_w = len(code_text) * 6 * g
+    width = qr_px + text_w + 4 * scale
+    height = qr_px
+    rows = [bytearray(b"\xff" * width) for _ in range(height)]
+    for y, row in enumerate(matrix):
+        for x, dark in enumerate(row):
+            if dark:
+                for dy in range(scale):
+                    r = rows[y * scale + dy]
+                    r[x * scale : (x + 1) * scale] = b"\x00" * scale
+    top = (height - 7 * g) // 2
+    left = qr_px
+    for i, ch in enumerate(code_text):
+        for gy, bits in enumerate(_GLYPHS[ch].split()):
+            for gx, bit in enumerate(bits):
+                if bit == "1":
+                    x0 = left + (i * 6 + gx) * g
+                    for dy in range(g):
+                        rows[top + gy * g + dy][x0 : x0 + g] = b"\x00" * g
+    return _png(width, height, rows)
+
+
+def label_svg(payload: str, code_text: str, device_id_text: str, scale: int = 8) -> str:
+    """QR code, the setup code beside it, the device id below; plain SVG text."""
+    qr = segno.make_qr(payload, error="m")
+    n = qr.symbol_size(scale=1, border=4)[0]
+    size = n * scale
+    path = []
+    for y, row in enumerate(qr.matrix_iter(scale=1, border=4)):
+        for x, dark in enumerate(row):
+            if dark:
+                path.append(f"M{x * scale},{y * scale}h{scale}v{scale}h-{scale}z")
+    width = size + 12 * scale * len(code_text) // 2 + 4 * scale
+    height = size + 4 * scale
+    font = "font-family='DejaVu Sans Mono,monospace'"
+    return (
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+        f"viewBox='0 0 {width} {height}'>"
+        f"<rect width='100%' height='100%' fill='#fff'/>"
+        f"<path fill='#000' d='{''.join(path)}'/>"
+        f"<text x='{size}' y='{size // 2 + 3 * scale}' {font} font-size='{6 * scale}'>"
+        f"{code_text}</text>"
+        f"<text x='{4 * scale}' y='{size + 2 * scale}' {font} font-size='{2 * scale}'>"
+        f"HomeSeal {device_id_text}</text>"
+        f"</svg>\n"
+    )
+
+
+# ---------------------------------------------------------------- command line
+
+
+def provision(
+    state_dir: Path,
+    *,
+    device_id: bytes | None = None,
+    code: str | None = None,
+    iterations: int = DEFAULT_ITERATIONS,
+    salt_len: int = 32,
+    label: Path | None = None,
+    force: bool = False,
+    generate_key: bool = True,
+) -> dict[str, Any]:
+    """Provision one device; returns what was done (code included, for printing)."""
+    if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+        raise ProvisionError(f"--iterations must be {MIN_ITERATIONS:,} to {MAX_ITERATIONS:,}")
+    if not MIN_SALT <= salt_len <= MAX_SALT:
+        raise ProvisionError(f"--salt-bytes must be {MIN_SALT} to {MAX_SALT}")
+    try:
+        code = random_setup_code() if code is None else ids.validate_setup_code(code)
+    except ValueError as err:
+        raise ProvisionError(f"setup code: {err}") from None
+    state_dir.mkdir(parents=True, exist_ok=True)
+    target = state_dir / PROVISIONING
+    if target.exists() and not force:
+        raise ProvisionError(
+            f"{target} exists: the device already has a setup code (use --force to replace it "
+            "and print a new label)"
+        )
+    generated = False
+    if device_id is None:
+        pub, generated = device_public_key(state_dir, generate_key)
+        device_id = ids.endpoint_id(pub)
+    record = provisioning_record(code, secrets.token_bytes(salt_len), iterations)
+    _write_atomic(target, json.dumps(record).encode())
+    payload = ids.format_setup_payload(device_id, code)
+    code_text = ids.format_setup_code(code)
+    id_text = ids.format_id(device_id)
+    out: dict[str, Any] = {
+        "device_id": id_text,
+        "setup_code": code_text,
+        "qr_payload": payload,
+        "provisioning_file": str(target),
+        "generated_device_key": generated,
+    }
+    if label is not None:
+        label.parent.mkdir(parents=True, exist_ok=True)
+        png = label.with_suffix(".png")
+        svg = label.with_suffix(".svg")
+        png.write_bytes(label_png(payload, code_text))
+        svg.write_text(label_svg(payload, code_text, id_text))
+        out["label_png"] = str(png)
+        out["label_svg"] = str(svg)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="homeseal-provision",
+        description="Give a HomeSeal device its setup code: writes the device's provisioning "
+        "file (the SPAKE2+ verifier, never the code) and a printable label.",
+    )
+    parser.add_argument("state_dir", type=Path, help="the device's state directory")
+    parser.add_argument(
+        "--device-id",
+        help="the id the device printed at first boot (default: from <state_dir>/identity.json, "
+        "generating the device key there if absent)",
+    )
+    parser.add_argument("--code", help="use this 8-digit setup code instead of a random one")
+    parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
+    parser.add_argument("--salt-bytes", type=int, default=32)
+    parser.add_argument(
+        "--label", type=Path, help="label path without suffix (default: <state_dir>/label)"
+    )
+    parser.add_argument("--no-label", action="store_true", help="do not write label files")
+    parser.add_argument("--no-generate-key", action="store_true")
+    parser.add_argument("--force", action="store_true", help="replace an existing setup code")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+    try:
+        device_id = ids.parse_id(args.device_id) if args.device_id else None
+    except ValueError as err:
+        print(f"homeseal-provision: --device-id: {err}", file=sys.stderr)
+        return 2
+    label = None if args.no_label else (args.label or args.state_dir / "label")
+    try:
+        out = provision(
+            args.state_dir,
+            device_id=device_id,
+            code=args.code,
+            iterations=args.iterations,
+            salt_len=args.salt_bytes,
+            label=label,
+            force=args.force,
+            generate_key=not args.no_generate_key,
+        )
+    except (ProvisionError, OSError) as err:
+        print(f"homeseal-provision: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"device id     {out['device_id']}")
+        print(f"setup code    {out['setup_code']}")
+        print(f"QR payload    {out['qr_payload']}")
+        print(f"wrote         {out['provisioning_file']}")
+        if out["generated_device_key"]:
+            print("              (generated the device key: identity.json)")
+        for k in ("label_png", "label_svg"):
+            if k in out:
+                print(f"label         {out[k]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
