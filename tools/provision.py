@@ -240,6 +240,7 @@ def provision(
     iterations: int = DEFAULT_ITERATIONS,
     salt_len: int = 32,
     label: Path | None = None,
+    make_label: bool = False,
     force: bool = False,
     generate_key: bool = True,
 ) -> dict[str, Any]:
@@ -275,6 +276,8 @@ def provision(
         "provisioning_file": str(target),
         "generated_device_key": generated,
     }
+    if label is None and make_label:
+        label = Path(f"homeseal-label-{ids.compact_id(device_id).lower()}")
     if label is not None:
         label.parent.mkdir(parents=True, exist_ok=True)
         png = label.with_suffix(".png")
@@ -302,7 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=DEFAULT_ITERATIONS)
     parser.add_argument("--salt-bytes", type=int, default=32)
     parser.add_argument(
-        "--label", type=Path, help="label path without suffix (default: <state_dir>/label)"
+        "--label",
+        type=Path,
+        help="label path without suffix (default: ./homeseal-label-<device id>); "
+        "never put it in the state directory, which goes onto the device",
     )
     parser.add_argument("--no-label", action="store_true", help="do not write label files")
     parser.add_argument("--no-generate-key", action="store_true")
@@ -314,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"homeseal-provision: --device-id: {err}", file=sys.stderr)
         return 2
-    label = None if args.no_label else (args.label or args.state_dir / "label")
+    # Never into the state directory: that is copied onto the device, and the
+    # label carries the code.
+    label = None if args.no_label else args.label
     try:
         out = provision(
             args.state_dir,
@@ -323,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             iterations=args.iterations,
             salt_len=args.salt_bytes,
             label=label,
+            make_label=not args.no_label,
             force=args.force,
             generate_key=not args.no_generate_key,
         )

@@ -40,7 +40,8 @@ def make_device(
     devices: list[DeviceProcess] = []
 
     def make(relay_url: str | None = None, **kwargs: Any) -> DeviceProcess:
-        d = DeviceProcess(tmp_path / f"device{len(devices)}", relay_url or relay.ws_device, **kwargs)
+        workdir = tmp_path / f"device{len(devices)}"
+        d = DeviceProcess(workdir, relay_url or relay.ws_device, **kwargs)
         devices.append(d)
         return d
 

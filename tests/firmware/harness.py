@@ -62,14 +62,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_until(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
+async def wait_until(predicate: Any, within: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + within
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(interval)
 
 
@@ -240,7 +240,7 @@ class DeviceProcess:
     def count(self, pattern: str) -> int:
         return len(re.findall(pattern, self.output()))
 
-    async def wait_log(self, pattern: str, timeout: float = 10.0, count: int = 1) -> re.Match[str]:
+    async def wait_log(self, pattern: str, within: float = 10.0, count: int = 1) -> re.Match[str]:
         """Wait until `pattern` has been printed `count` times in this run."""
 
         def found() -> re.Match[str] | None:
@@ -252,7 +252,7 @@ class DeviceProcess:
             return None
 
         try:
-            return await wait_until(found, timeout, f"device log {pattern!r}")  # type: ignore[no-any-return]
+            return await wait_until(found, within, f"device log {pattern!r}")  # type: ignore[no-any-return]
         except AssertionError as err:
             raise AssertionError(f"{err}\n--- device output ---\n{self.output()[-3000:]}") from None
 
@@ -354,16 +354,14 @@ class Controller:
         assert self._ws is not None
         await self._ws.send_bytes(bytes((ftype,)) + peer + payload)
 
-    async def recv(
-        self, types: Iterable[int], timeout: float = 10.0
-    ) -> tuple[int, bytes, bytes]:
+    async def recv(self, types: Iterable[int], within: float = 10.0) -> tuple[int, bytes, bytes]:
         """The next frame of one of `types` (others, e.g. PRESENCE, are skipped)."""
         wanted = set(types)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no frame of types {wanted} within {timeout} s")
+                raise AssertionError(f"no frame of types {wanted} within {within} s")
             try:
                 frame = await asyncio.wait_for(self._frames.get(), left)
             except TimeoutError:
@@ -385,7 +383,7 @@ class Controller:
         attempt = ControllerPairing(device_id, self.key, code)
         await self.send(FrameType.PAIR_START, device_id, attempt.start())
         while True:
-            ftype, _, payload = await self.recv((FrameType.PAIR, FrameType.ERROR), timeout=20)
+            ftype, _, payload = await self.recv((FrameType.PAIR, FrameType.ERROR), within=20)
             if ftype == FrameType.ERROR:
                 raise AssertionError(f"relay error {payload[0]} during pairing")
             try:
@@ -417,11 +415,11 @@ class SessionClient:
         self.next_id = 1
         self.messages: list[dict[str, Any]] = []
 
-    async def open(self, timeout: float = 10.0) -> None:
+    async def open(self, within: float = 10.0) -> None:
         hs1 = self.noise.start()
         for _ in range(20):
             await self.ctl.send(FrameType.SESSION, self.device_id, hs1)
-            ftype, _, payload = await self.ctl.recv((FrameType.SESSION, FrameType.ERROR), timeout)
+            ftype, _, payload = await self.ctl.recv((FrameType.SESSION, FrameType.ERROR), within)
             if ftype == FrameType.SESSION:
                 break
             # The relay records the claim just after PAIR_DONE reaches us, and the
@@ -430,14 +428,14 @@ class SessionClient:
         else:
             raise AssertionError("the relay kept refusing HANDSHAKE1")
         assert self.noise.receive(payload) is None
-        msg = await self.recv_app(timeout)
+        msg = await self.recv_app(within)
         assert msg["t"] == "describe", msg
         self.describe = msg
-        msg = await self.recv_app(timeout)
+        msg = await self.recv_app(within)
         assert msg["t"] == "state", msg
 
-    async def recv_app(self, timeout: float = 10.0) -> dict[str, Any]:
-        _, _, payload = await self.ctl.recv((FrameType.SESSION,), timeout)
+    async def recv_app(self, within: float = 10.0) -> dict[str, Any]:
+        _, _, payload = await self.ctl.recv((FrameType.SESSION,), within)
         pt = self.noise.receive(payload)
         assert pt is not None
         msg: dict[str, Any] = json.loads(pt)
@@ -451,8 +449,8 @@ class SessionClient:
             FrameType.SESSION, self.device_id, self.noise.encrypt(json.dumps(msg).encode())
         )
 
-    async def wait_for(self, t: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    async def wait_for(self, t: str, within: float = 10.0, **fields: Any) -> dict[str, Any]:
+        deadline = time.monotonic() + within
         while True:
             msg = await self.recv_app(max(0.05, deadline - time.monotonic()))
             if msg["t"] == t and all(msg.get(k) == v for k, v in fields.items()):

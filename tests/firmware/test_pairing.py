@@ -17,6 +17,7 @@ import pytest
 from custom_components.homeseal.client import ids
 from custom_components.homeseal.client.envelope import FrameType
 from custom_components.homeseal.client.pairing import (
+    ControllerPairing,
     LockedOut,
     NotInPairingMode,
     WrongCode,
@@ -36,9 +37,7 @@ def read_state(dev: DeviceProcess, name: str) -> dict[str, Any] | None:
 async def owned_devices(relay: RelayProcess, token: str) -> list[dict[str, Any]]:
     async with (
         aiohttp.ClientSession() as http,
-        http.get(
-            f"{relay.http}/api/v1/devices", headers={"Authorization": f"Bearer {token}"}
-        ) as r,
+        http.get(f"{relay.http}/api/v1/devices", headers={"Authorization": f"Bearer {token}"}) as r,
     ):
         assert r.status == 200
         return (await r.json())["devices"]  # type: ignore[no-any-return]
@@ -103,15 +102,15 @@ async def test_wrong_codes_are_counted_durably_and_close_the_window(
 
     # A controller that ignores a bad confirmV and sends PAKE3 anyway is refused
     # by the device's own check of confirmP.
-    from custom_components.homeseal.client.pairing import ControllerPairing
-
     attempt = ControllerPairing(dev.device_id, controller.key, WRONG)
     await controller.send(FrameType.PAIR_START, dev.device_id, attempt.start())
     _, _, params = await controller.recv((FrameType.PAIR,))
-    assert params[0] == 0x02 and params[-1] == 18  # PBKDF_PARAM_RESPONSE, attempts_left
+    assert params[0] == 0x02
+    assert params[-1] == 18
     await controller.send(FrameType.PAIR, dev.device_id, attempt.receive(params))
     _, _, pake2 = await controller.recv((FrameType.PAIR,))
-    assert pake2[0] == 0x04 and len(pake2) == 98
+    assert pake2[0] == 0x04
+    assert len(pake2) == 98
     await controller.send(FrameType.PAIR, dev.device_id, b"\x05" + os.urandom(80))
     _, _, err = await controller.recv((FrameType.PAIR,))
     assert err == bytes((0x7F, 2, 17))  # PAIR_ERROR wrong_code, 17 attempts left

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import pytest_socket
 
-from .harness import Controller, DeviceProcess, RelayProcess, provision, write_config
+from .harness import Controller, DeviceProcess, RelayProcess, new_account, provision, write_config
 
 CODE = "31415926"
 
@@ -53,8 +53,6 @@ def own_relay(tmp_path: Path, socket_enabled: None) -> Iterator[RelayProcess]:
 async def test_reconnects_after_the_relay_restarts(
     make_device: Callable[..., DeviceProcess], own_relay: RelayProcess
 ) -> None:
-    from .harness import new_account
-
     _, tok = await new_account(own_relay.http)
     ctl = await Controller(own_relay.http, tok).connect()
     dev = make_device(own_relay.ws_device)
@@ -69,7 +67,7 @@ async def test_reconnects_after_the_relay_restarts(
     own_relay.stop()
     await dev.wait_log(r"relay closed 1012")  # the relay said it is restarting
     own_relay.start()
-    await dev.wait_log("relay connected", count=2, timeout=30)
+    await dev.wait_log("relay connected", count=2, within=30)
     assert dev.output().endswith("relay connected claimed=1\n")
 
     ctl = await Controller(own_relay.http, tok, key=ctl.key).connect()
@@ -85,7 +83,9 @@ async def test_reconnects_after_the_relay_restarts(
 # ---------------------------------------------------------------- bad input
 
 
-def ws_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bool = False) -> bytes:
+def ws_frame(
+    opcode: int, payload: bytes, *, fin: bool = True, rsv: int = 0, mask: bool = False
+) -> bytes:
     """A server-to-client websocket frame (unmasked unless asked)."""
     head = bytes(((0x80 if fin else 0) | rsv << 4 | opcode,))
     n = len(payload)
@@ -219,6 +219,7 @@ BAD_INPUT = [
     [pytest.param(d, drop, c, id=name) for name, d, drop, c in BAD_INPUT],
 )
 async def test_bad_input_from_the_relay_side(
+    *,
     make_device: Callable[..., DeviceProcess],
     relay: RelayProcess,
     token: str,
@@ -244,7 +245,7 @@ async def test_bad_input_from_the_relay_side(
         # The device drops that connection (with the right close code) and
         # comes back through a fresh one; the old session died with the link
         # only if the device says so: here it must still answer a new handshake.
-        await dev.wait_log("relay connected", count=2, timeout=15)
+        await dev.wait_log("relay connected", count=2, within=15)
         assert link.device_close == close_code
         assert len(proxy.links) == 2
         assert dev.alive

@@ -26,9 +26,9 @@ from .harness import (
 CODE = "40961357"
 
 
-async def paired(make_device: Callable[..., DeviceProcess], ctl: Controller) -> tuple[
-    DeviceProcess, bytes
-]:
+async def paired(
+    make_device: Callable[..., DeviceProcess], ctl: Controller
+) -> tuple[DeviceProcess, bytes]:
     dev = make_device()
     provision(dev.state, CODE)
     dev.start()
@@ -45,7 +45,8 @@ async def test_describe_state_and_commands_for_every_entity(
     s = await controller.open_session(dev.device_id, device_pub)
 
     assert s.describe is not None
-    assert s.describe["fw"] and s.describe["model"] == "homeseal-mpy"
+    assert s.describe["fw"]
+    assert s.describe["model"] == "homeseal-mpy"
     assert s.describe["name"] == "Test device"
     described = {e["key"]: e for e in s.describe["entities"]}
     assert [e["key"] for e in s.describe["entities"]] == [e["key"] for e in ENTITIES]
@@ -54,7 +55,10 @@ async def test_describe_state_and_commands_for_every_entity(
         "device_class": "temperature", "state_class": "measurement",
     }  # fmt: skip
     assert described["door"] == {
-        "key": "door", "kind": "binary_sensor", "name": "Door", "device_class": "door"
+        "key": "door",
+        "kind": "binary_sensor",
+        "name": "Door",
+        "device_class": "door",
     }
     assert s.state == {
         "relay1": False,

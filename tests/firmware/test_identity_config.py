@@ -1,0 +1,169 @@
+"""First boot, the device identity, the relay key pin, and config errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from custom_components.homeseal.client import ids
+from tests.support import FIRMWARE, micropython_env, micropython_path
+
+from .harness import ENTITIES, DeviceProcess, RelayProcess, write_config
+
+
+async def test_first_boot_creates_the_identity_and_the_relay_accepts_it(
+    make_device: Callable[..., DeviceProcess],
+) -> None:
+    dev = make_device()
+    dev.start()
+    await dev.wait_log("relay connected claimed=0")
+    out = dev.output()
+    assert "first boot: generated the device key" in out
+    assert "pairing unavailable: not provisioned" in out
+
+    ident = dev.identity
+    priv = bytes.fromhex(ident["private_key"])
+    pub = (
+        X25519PrivateKey.from_private_bytes(priv)
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    assert ident["public_key"] == pub.hex()
+    assert f"device id {ids.format_id(ids.endpoint_id(pub))}\n" in out
+    # Written atomically: no temporary file is left behind.
+    assert sorted(p.name for p in dev.state.iterdir()) == ["identity.json"]
+
+    # The second boot keeps the key and the id.
+    dev.stop()
+    dev.start()
+    await dev.wait_log("relay connected")
+    assert "first boot" not in dev.output()
+    assert dev.identity == ident
+    assert f"device id {ids.format_id(ids.endpoint_id(pub))}\n" in dev.output()
+
+
+def _relay_key(relay: RelayProcess) -> str:
+    with urllib.request.urlopen(relay.http + "/api/v1/relay", timeout=10) as r:
+        return str(json.loads(r.read())["relay_key"])
+
+
+async def test_relay_key_pin(
+    make_device: Callable[..., DeviceProcess], relay: RelayProcess
+) -> None:
+    good = make_device()
+    write_config(good.config, relay.ws_device, relay={"url": relay.ws_device})
+    cfg = json.loads(good.config.read_text())
+    cfg["relay"]["relay_key"] = _relay_key(relay)
+    good.config.write_text(json.dumps(cfg))
+    good.start()
+    await good.wait_log("relay connected")
+
+    bad = make_device()
+    cfg["relay"]["relay_key"] = "ab" * 32
+    bad.config.write_text(json.dumps(cfg))
+    bad.start()
+    await bad.wait_log("relay auth refused: relay key does not match relay.relay_key")
+    await bad.wait_log("relay reconnect in")
+    assert "relay connected" not in bad.output()
+    assert bad.alive
+
+
+def _run_with_config(tmp_path: Path, config: Any, raw: str | None = None) -> tuple[int, str]:
+    path = tmp_path / "config.json"
+    path.write_text(raw if raw is not None else json.dumps(config))
+    proc = subprocess.run(
+        [str(micropython_path()), str(FIRMWARE / "main.py"), "--config", str(path),
+         "--state", str(tmp_path / "state")],
+        env=micropython_env(), capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _config(**changes: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "relay": {"url": "ws://127.0.0.1:9/ws/device"},
+        "entities": [dict(e) for e in ENTITIES],
+    }
+    cfg.update(changes)
+    return cfg
+
+
+def _entities(*patches: tuple[int, dict[str, Any]]) -> list[dict[str, Any]]:
+    ents = [dict(e) for e in ENTITIES]
+    for i, patch in patches:
+        ents[i].update(patch)
+    return ents
+
+
+CONFIG_ERRORS = [
+    ("not json", None, "{relay:", "config.json: is not valid JSON"),
+    ("no relay", {"entities": []}, None, "relay: is required"),
+    ("http url", _config(relay={"url": "http://x/ws"}), None,
+     "relay.url: must start with ws:// or wss://"),
+    ("bad port", _config(relay={"url": "ws://x:99999"}), None, "relay.url: bad port"),
+    ("wss without tls", _config(relay={"url": "wss://relay.example", "ca": "/etc/hostname"}),
+     None, "relay.url: wss:// needs TLS"),
+    ("bad relay key", _config(relay={"url": "ws://x", "relay_key": "12"}), None,
+     "relay.relay_key: must be 64 hexadecimal characters"),
+    ("unknown top-level field", _config(wfi={}), None, "wfi: unknown field"),
+    ("unknown kind", _config(entities=_entities((0, {"kind": "fan"}))), None,
+     "entities[0].kind: must be one of"),
+    ("bad key", _config(entities=_entities((1, {"key": "Lamp!"}))), None,
+     "entities[1].key: must be 1 to 32 characters"),
+    ("duplicate key", _config(entities=_entities((1, {"key": "relay1"}))), None,
+     "entities[1].key: duplicate key relay1"),
+    ("shared pin", _config(entities=_entities((1, {"pin": 5}))), None,
+     "entities[1].pin: pin 5 is already used"),
+    ("unknown entity field", _config(entities=_entities((0, {"colour": "red"}))), None,
+     "entities[0].colour: unknown field"),
+    ("wrong type", _config(entities=_entities((1, {"freq": "fast"}))), None,
+     "entities[1].freq: must be an integer"),
+    ("missing pin", _config(entities=[{"key": "a", "kind": "switch", "name": "A"}]), None,
+     "entities[0].pin: is required"),
+    ("button timings", _config(pairing_button={"pin": 0, "long_press_ms": 5000,
+                                               "factory_reset_ms": 4000}), None,
+     "pairing_button.factory_reset_ms: must be longer than long_press_ms"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("config", "raw", "message"),
+    [pytest.param(c, r, m, id=name) for name, c, r, m in CONFIG_ERRORS],
+)
+def test_config_error_stops_with_one_clear_line(
+    tmp_path: Path, config: Any, raw: str | None, message: str
+) -> None:
+    code, out = _run_with_config(tmp_path, config, raw)
+    assert code == 2, out
+    lines = out.strip().splitlines()
+    assert len(lines) == 1, out
+    assert lines[0].startswith("homeseal: config error: ")
+    assert message in lines[0], out
+
+
+def test_missing_config_and_corrupt_state(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [str(micropython_path()), str(FIRMWARE / "main.py"), "--config",
+         str(tmp_path / "nope.json"), "--state", str(tmp_path / "state")],
+        env=micropython_env(), capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stdout.strip() == (
+        f"homeseal: config error: {tmp_path}/nope.json: cannot read the file"
+    )
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "identity.json").write_text('{"private_key": "00", "public_key": "11"}')
+    code, out = _run_with_config(tmp_path, _config())
+    assert code == 2
+    assert out.strip() == (
+        "homeseal: state error: identity.json is corrupt (private and public key do not match)"
+    )

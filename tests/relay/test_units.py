@@ -1,0 +1,141 @@
+"""Relay building blocks against the worked examples (PROTOCOL Appendix A) and edge cases:
+envelope, ids, relay authentication, key file, rate limiter, passwords, migrations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from relay_server import auth
+from relay_server import envelope as env
+from relay_server.accounts import (
+    ServiceError,
+    check_password_strength,
+    common_passwords,
+    hash_password,
+    verify_password,
+)
+from relay_server.config import RateLimit
+from relay_server.ratelimit import KeyedLimiter
+from relay_server.storage_sqlite import MIGRATIONS, SqliteStorage
+from tests.support import ROOT
+
+EXAMPLES = json.loads((ROOT / "docs" / "examples" / "protocol_v1.json").read_text())
+
+
+def test_example_ids() -> None:
+    keys = EXAMPLES["keys"]
+    for who in ("device", "controller"):
+        pub = bytes.fromhex(keys[f"{who}_static_pub"])
+        ident = env.endpoint_id(pub)
+        assert ident.hex() == keys[f"{who}_id"]
+        assert env.format_id(ident) == keys[f"{who}_id_text"]
+        assert env.parse_id(keys[f"{who}_id_text"].upper().replace("-", " ")) == ident
+
+
+@pytest.mark.parametrize(
+    "text", ["", "abc", "xtm7-hvrr-kfwz-cce", "xtm7-hvrr-kfwz-ccew1", "01234567890123456"]
+)
+def test_parse_id_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        env.parse_id(text)
+
+
+@pytest.mark.parametrize("who", ["device", "controller"])
+def test_example_relay_auth(who: str) -> None:
+    example = EXAMPLES["relay_auth"][who]
+    key = auth.RelayKey.from_private_bytes(bytes.fromhex(EXAMPLES["keys"]["relay_static_priv"]))
+    nonce = bytes.fromhex(EXAMPLES["relay_auth"]["nonce"])
+    challenge = env.build(env.AUTH_CHALLENGE, env.ZERO_ID, auth.challenge_payload(key, nonce))
+    assert challenge.hex() == example["auth_challenge_frame"]
+    frame = bytes.fromhex(example["auth_response_frame"])
+    frame_type, peer, payload = env.parse(frame)
+    assert frame_type == env.AUTH_RESPONSE
+    pub = auth.verify_response(key, nonce, example["role"], peer, payload)
+    assert pub.hex() == EXAMPLES["keys"][f"{who}_static_pub"]
+    # The other role, another nonce, a flipped MAC bit: all refused.
+    other_role = 3 - example["role"]
+    with pytest.raises(auth.AuthError):
+        auth.verify_response(key, nonce, other_role, peer, payload)
+    with pytest.raises(auth.AuthError):
+        auth.verify_response(key, bytes(32), example["role"], peer, payload)
+    with pytest.raises(auth.AuthError):
+        auth.verify_response(key, nonce, example["role"], peer, payload[:-1] + b"\x00")
+
+
+def test_envelope_limits() -> None:
+    assert env.parse(env.build(env.SESSION, b"\x01" * 10, b"x" * 4085))[2] == b"x" * 4085
+    with pytest.raises(env.EnvelopeError):
+        env.build(env.SESSION, b"\x01" * 10, b"x" * 4086)
+    with pytest.raises(env.EnvelopeError):
+        env.build(env.SESSION, b"\x01" * 9)
+    with pytest.raises(env.EnvelopeError):
+        env.parse(b"\x20" * 10)
+    with pytest.raises(env.EnvelopeError):
+        env.parse(b"\x20" * 4097)
+
+
+@given(st.binary(min_size=11, max_size=4096))
+def test_envelope_roundtrip(frame: bytes) -> None:
+    t, peer, payload = env.parse(frame)
+    assert env.build(t, peer, payload) == frame
+
+
+def test_key_file_created_private(tmp_path: Path) -> None:
+    path = tmp_path / "k"
+    first = auth.load_or_create_key(path)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert auth.load_or_create_key(path).public == first.public
+    path.chmod(0o640)
+    with pytest.raises(auth.KeyFileError, match="chmod 600"):
+        auth.load_or_create_key(path)
+    with pytest.raises(auth.KeyFileError, match="cannot create"):
+        auth.load_or_create_key(tmp_path / "missing-dir" / "k")
+
+
+def test_keyed_limiter() -> None:
+    now = [0.0]
+    limiter = KeyedLimiter(RateLimit(rate=1.0, burst=2), clock=lambda: now[0], prune_above=3)
+    assert limiter.take("a") == 0 and limiter.take("a") == 0
+    assert limiter.take("a") == pytest.approx(1.0)
+    now[0] = 0.5
+    assert limiter.take("a") == pytest.approx(0.5)
+    assert limiter.take("b") == 0
+    now[0] = 10.0
+    limiter.take("c")
+    limiter.take("d")  # full buckets are pruned once the table is large
+    assert len(limiter) <= 3
+    assert limiter.take("a") == 0
+
+
+def test_passwords() -> None:
+    stored = hash_password("correct horse battery", 2**10)
+    assert verify_password("correct horse battery", stored)
+    assert not verify_password("correct horse batterx", stored)
+    assert not verify_password("x", "garbage")
+    assert not verify_password("x", "bcrypt$1$2$3$aa$bb")
+    assert hash_password("same password!", 2**10) != hash_password("same password!", 2**10)
+    assert len(common_passwords()) > 300
+    for weak in ("short", "qwertyuiop", "PASSWORD123", "iloveyou123"):
+        with pytest.raises(ServiceError):
+            check_password_strength(weak, "someone")
+    check_password_strength("a perfectly fine passphrase", "someone")
+
+
+async def test_migrations_are_versioned(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    storage = SqliteStorage(path)
+    await storage.open()
+    await storage.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    storage = SqliteStorage(path)
+    with pytest.raises(Exception, match="newer than this relay"):
+        await storage.open()

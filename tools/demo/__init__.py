@@ -1,0 +1,1 @@
+"""The one-command demo (`scripts/demo`) and the harness it shares with tests/e2e."""
