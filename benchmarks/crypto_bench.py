@@ -77,7 +77,8 @@ def mpy_times(path: Path) -> dict[str, Any]:
         check=True,
         timeout=300,
     )
-    return json.loads(proc.stdout)
+    out: dict[str, Any] = json.loads(proc.stdout)
+    return out
 
 
 def _fits(path: Path, heap: int, mode: str, data: list[str]) -> bool:

@@ -4,7 +4,7 @@
 # state directory /state, the real pins (homeseal.hw).
 # On the unix port (tests, demo, scripts/simdevice):
 #   micropython main.py --config CONFIG --state DIR [--control 127.0.0.1:PORT]
-#                       [--window-seconds N]
+#                       [--window-seconds N] [--mem-stats]
 # runs the same firmware with simulated pins (homeseal.hw_sim); --control
 # opens the pin control socket (firmware/README.md).
 import sys
@@ -17,9 +17,14 @@ def _args(argv):
     opts = {"config": "config.json" if unix else "/config.json", "state": "state" if unix else "/state"}
     opts["control"] = None
     opts["window"] = None
+    opts["mem"] = False
     i = 0
     while i < len(argv):
         a = argv[i]
+        if a == "--mem-stats":
+            opts["mem"] = True
+            i += 1
+            continue
         v = argv[i + 1] if i + 1 < len(argv) else None
         if a in ("--config", "--state", "--control", "--window-seconds") and v is None:
             raise SystemExit("main.py: %s needs a value" % a)
@@ -44,16 +49,31 @@ def main(argv):
         from homeseal import hw_sim as hw
     else:
         from homeseal import hw
-    from homeseal import config, device, pairing, store
+    import gc
+
+    from homeseal import device, memstat, store
+    from homeseal.errors import ConfigError
+
+    memstat.enabled = opts["mem"]
 
     try:
+        from homeseal import config
+
         cfg = config.load(opts["config"])
-    except config.ConfigError as e:
+    except ConfigError as e:
         device.fatal("config error: %s" % e)
+    # The parser is only needed once: give its memory back.
+    del config
+    sys.modules.pop("homeseal.config", None)
+    try:
+        delattr(sys.modules["homeseal"], "config")
+    except AttributeError:
+        pass
+    gc.collect()
     try:
         st = store.Store(opts["state"])
-        dev = device.Device(cfg, st, hw, window_ms=opts["window"] or pairing.WINDOW_MS)
-    except config.ConfigError as e:
+        dev = device.Device(cfg, st, hw, window_ms=opts["window"] or device.WINDOW_MS)
+    except ConfigError as e:
         device.fatal("config error: %s" % e)
     except store.StoreError as e:
         device.fatal("state error: %s" % e)

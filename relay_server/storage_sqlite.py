@@ -262,9 +262,7 @@ class SqliteStorage:
         return await self._run(_do)
 
     async def register_device(self, device_id: bytes, public_key: bytes, now: int) -> Device:
-        select = (
-            "SELECT public_key, owner_account_id, claimed_at FROM devices WHERE device_id = ?"
-        )
+        select = "SELECT public_key, owner_account_id, claimed_at FROM devices WHERE device_id = ?"
 
         def _do() -> Device:
             db = self._conn

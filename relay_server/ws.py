@@ -91,6 +91,11 @@ async def _endpoint(request: web.Request, role: str, session: Session | None) ->
     except StorageError:
         _LOG.exception("storage failure", extra={"role": role})
         router.close(conn, env.CLOSE_INTERNAL_ERROR)
+    except Exception:
+        # A bug must cost one connection, never the relay; the response is upgraded
+        # already, so the error middleware cannot answer for us.
+        _LOG.exception("unexpected error on a websocket", extra={"role": role})
+        router.close(conn, env.CLOSE_INTERNAL_ERROR)
     finally:
         router.remove(conn)
     if conn.close_task is not None:

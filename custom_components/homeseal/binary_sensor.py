@@ -8,7 +8,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .client.devices import DeviceLink
 from .client.messages import EntityInfo
-from .entity import HomeSealEntity, async_setup_kind
+from .entity import HomeSealEntity, async_setup_kind, enum_or_none
 from .runtime import HomeSealConfigEntry
 
 PARALLEL_UPDATES = 0
@@ -25,12 +25,7 @@ async def async_setup_entry(
 class HomeSealBinarySensor(HomeSealEntity, BinarySensorEntity):
     def __init__(self, entry: HomeSealConfigEntry, link: DeviceLink, info: EntityInfo) -> None:
         super().__init__(entry, link, info)
-        try:
-            self._attr_device_class = (
-                BinarySensorDeviceClass(info.device_class) if info.device_class else None
-            )
-        except ValueError:
-            self._attr_device_class = None
+        self._attr_device_class = enum_or_none(BinarySensorDeviceClass, info.device_class)
 
     @property
     def is_on(self) -> bool | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
 from homeassistant.core import HomeAssistant, callback
@@ -98,6 +99,17 @@ class HomeSealEntity(Entity):
                 translation_key="command_rejected",
                 translation_placeholders={**placeholders, "error": err.error},
             ) from err
+
+
+def enum_or_none[E: StrEnum](cls: type[E], value: str | None) -> E | None:
+    """A device/state class the device named, if HA knows it; unknown ones are dropped
+    rather than failing the entity."""
+    if value is None:
+        return None
+    try:
+        return cls(value)
+    except ValueError:
+        return None
 
 
 type EntityFactory = Callable[[HomeSealConfigEntry, DeviceLink, EntityInfo], HomeSealEntity]

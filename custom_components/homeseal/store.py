@@ -10,7 +10,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.storage import Store
 
 from .client.hub import private_bytes
-from .client.messages import Describe, EntityInfo, encode, parse_device_message
+from .client.messages import Describe, encode, parse_device_message
 from .const import DOMAIN, STORAGE_VERSION
 
 SAVE_DELAY = 10
@@ -61,10 +61,3 @@ class ControllerStore:
 
     async def async_remove(self) -> None:
         await self._store.async_remove()
-
-
-def entity_infos(describe: Describe | None) -> tuple[EntityInfo, ...]:
-    return describe.entities if describe else ()
-
-
-__all__ = ["ControllerStore"]

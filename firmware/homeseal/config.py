@@ -1,8 +1,11 @@
 # config.json: loading and validation. Every problem raises ConfigError with
 # the dotted name of the field at fault, so the device can stop with one
 # clear line such as `config error: relay.url: must start with ws:// or wss://`.
+# Only needed at boot: main.py unloads this module once the config is read.
 import binascii
 import json
+
+from homeseal.errors import ConfigError  # noqa: F401  (re-exported)
 
 KINDS = ("switch", "light", "sensor", "binary_sensor", "button")
 _TOP = ("name", "model", "wifi", "relay", "pairing_button", "state_interval", "entities")
@@ -17,10 +20,6 @@ _EXTRA = {
 MAX_ENTITIES = 24
 
 
-class ConfigError(Exception):
-    def __init__(self, field, message):
-        super().__init__("%s: %s" % (field, message))
-        self.field = field
 
 
 def _obj(v, field):

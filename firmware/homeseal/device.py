@@ -8,11 +8,17 @@ import time
 
 from micropython import const
 
-from homeseal import entities, envelope, ids, messages, noise, pairing, relay, session, store, x25519
-from homeseal.config import ConfigError
+from homeseal import entities, envelope, ids, memstat, messages, noise, relay, session, store, x25519
+from homeseal.errors import ConfigError
 
 FW_VERSION = "0.1.0"
 _TICK_MS = const(1000)
+WINDOW_MS = 15 * 60 * 1000  # the pairing window (PROTOCOL.md §5.3)
+# Only an unpaired device needs these (P-256, SPAKE2+: tens of KiB with the
+# verifier's tables); a paired one never imports them, and pairing unloads them.
+_PAIRING_MODULES = ("homeseal.pairing", "homeseal.spake2plus", "homeseal.p256")
+_NOT_IN_PAIRING_MODE = const(1)
+_MAX_FAILED = const(20)
 
 
 def log(msg):
@@ -43,6 +49,12 @@ def load_identity(st, log=log):
     return priv, pub
 
 
+def _failed_attempts_of(st):
+    rec = st.read(store.ATTEMPTS) or {}
+    n = rec.get("failed", 0)
+    return n if type(n) is int and 0 <= n <= _MAX_FAILED else _MAX_FAILED
+
+
 def load_pairing(st):
     """(controller id, controller public key, claimed) or (None, None, False)."""
     rec = st.read(store.PAIRING)
@@ -60,7 +72,7 @@ def load_pairing(st):
 
 
 class Device:
-    def __init__(self, cfg, st, hw, log=log, window_ms=pairing.WINDOW_MS):
+    def __init__(self, cfg, st, hw, log=log, window_ms=WINDOW_MS):
         self.cfg = cfg
         self.st = st
         self.hw = hw
@@ -71,7 +83,8 @@ class Device:
         self.ents = entities.Entities(cfg["entities"], hw)
         pb = cfg["pairing_button"]
         self.button = entities.PairingButton(pb, hw) if pb else None
-        self.pairing = pairing.Pairing(st, self.id, self.pub, self._pin_controller, log, window_ms)
+        self._window_ms = window_ms
+        self.pairing = None  # a pairing.Pairing while unpaired
         self.relay = relay.Relay(cfg["relay"], self.priv, self.pub, self.id, log)
         self.relay.on_frame = self._on_frame
         self.relay.on_up = self._on_up
@@ -86,9 +99,29 @@ class Device:
             raise ConfigError("entities", "too many entities: describe/state would exceed 3072 bytes")
         log("device id " + ids.format_id(self.id))
         if self.controller_id is None:
-            self.pairing.open_window()
+            self._pairing().open_window()
         else:
             log("paired with controller " + ids.format_id(self.controller_id))
+
+    def _pairing(self):
+        if self.pairing is None:
+            from homeseal import pairing
+
+            self.pairing = pairing.Pairing(
+                self.st, self.id, self.pub, self._pin_controller, self.log, self._window_ms
+            )
+        return self.pairing
+
+    def _drop_pairing(self):
+        self.pairing = None
+        pkg = sys.modules.get("homeseal")
+        for name in _PAIRING_MODULES:
+            if sys.modules.pop(name, None) is not None and pkg is not None:
+                try:
+                    delattr(pkg, name[9:])
+                except AttributeError:
+                    pass
+        gc.collect()
 
     # ------------------------------------------------------------ run
 
@@ -107,7 +140,8 @@ class Device:
         while True:
             await asyncio.sleep_ms(_TICK_MS)
             now = time.ticks_ms()
-            self.pairing.tick(now)
+            if self.pairing is not None:
+                self.pairing.tick(now)
             if time.ticks_diff(now, next_state) >= 0:
                 next_state = time.ticks_add(now, interval)
                 if self.session is not None:
@@ -129,10 +163,20 @@ class Device:
         self.claimed = claimed and self.controller_id is not None
 
     async def _on_frame(self, ftype, peer, payload):
+        memstat.frame_start()
         if ftype == envelope.SESSION:
             await self._on_session(peer, payload)
         elif ftype == envelope.PAIR_START or ftype == envelope.PAIR:
-            for f in self.pairing.handle(ftype, peer, payload, self.controller_id is not None):
+            if self.pairing is None:
+                # Paired: no window, whatever the message (§5.3).
+                if not (len(payload) and payload[0] == 0x7F):
+                    left = _MAX_FAILED - self._failed_attempts()
+                    await self.relay.send(envelope.PAIR, peer, bytes((0x7F, _NOT_IN_PAIRING_MODE, left)))
+                return
+            frames = self.pairing.handle(ftype, peer, payload, self.controller_id is not None)
+            if self.controller_id is not None:
+                self._drop_pairing()
+            for f in frames:
                 await self.relay.send(f[0], f[1], f[2])
         elif ftype == envelope.CLAIMED:
             if peer == self.controller_id:
@@ -143,6 +187,9 @@ class Device:
         elif ftype == envelope.ERROR:
             code = payload[0] if len(payload) else 0
             self.log("relay error %d for %s" % (code, ids.format_id(peer)))
+
+    def _failed_attempts(self):
+        return _failed_attempts_of(self.st)
 
     def _pin_controller(self, cid, cpub):
         self.controller_id = cid
@@ -169,14 +216,16 @@ class Device:
         self._results.clear()
         self.st.remove(store.PAIRING)
         await self.relay.send(envelope.RELEASE, envelope.NO_PEER)
-        self.pairing.open_window(reset_counter=True)
+        self._pairing().open_window(reset_counter=True)
 
     async def _on_button(self, ev):
         if ev == "open":
             self.log("pairing button: long press")
             if self.controller_id is not None:
+                self.st.write(store.ATTEMPTS, {"failed": 0})
                 self.log("already paired: hold longer to factory-reset")
-            self.pairing.open_window(reset_counter=True)
+            else:
+                self._pairing().open_window(reset_counter=True)
         elif ev == "reset":
             self.log("pairing button: factory reset")
             await self._forget_controller("factory reset")
@@ -221,7 +270,7 @@ class Device:
             # The new session replaces the old one once HANDSHAKE2 is on its way.
             self.session = s
             await self.relay.send(envelope.SESSION, peer, bytes((session.HANDSHAKE2,)) + msg2)
-        self.log("session open")
+        self.log("session open %d ms after connect" % time.ticks_diff(time.ticks_ms(), self.relay.connect_started))
         await self._send_app(self._describe)
         await self._send_app(messages.state(self.ents.full_state()))
 
@@ -284,6 +333,7 @@ class Device:
                 self._end_session("limit reached")
                 await self._reset(s.peer, session.LIMIT_REACHED)
                 return
+            memstat.sample()
             await self.relay.send(envelope.SESSION, s.peer, bytes((session.TRANSPORT,)) + ct)
 
     async def _on_change(self, keys):

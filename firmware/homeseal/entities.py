@@ -6,7 +6,7 @@ import time
 
 from micropython import const
 
-from homeseal.config import ConfigError
+from homeseal.errors import ConfigError
 
 _POLL_MS = const(20)  # how often inputs are sampled (debounce resolution)
 

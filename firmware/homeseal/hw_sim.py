@@ -3,6 +3,8 @@
 # JSON-lines control socket on 127.0.0.1 (see firmware/README.md):
 #   {"op": "get"}                          -> {"ok": true, "pins": {...}, "pulses": {...}}
 #   {"op": "set", "pin": "4", "value": 0}  -> {"ok": true}   (inputs, ADCs, "internal_temp")
+#   {"op": "mem"}                          -> {"ok": true, "alloc": .., "free": .., "peak": ..}
+#       (after a gc.collect(); "peak" only with main.py --mem-stats)
 # "pulses" counts each output's switch-ons, so a short button pulse is never
 # missed by a reader that polls.
 import asyncio
@@ -97,6 +99,13 @@ def _handle(req):
             return {"ok": False, "error": "a temperature is a number"}
         PINS[n] = v
         return {"ok": True}
+    if op == "mem":
+        import gc
+
+        from homeseal import memstat
+
+        gc.collect()
+        return {"ok": True, "alloc": gc.mem_alloc(), "free": gc.mem_free(), "peak": memstat.peak}
     return {"ok": False, "error": "unknown op"}
 
 

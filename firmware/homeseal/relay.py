@@ -87,6 +87,7 @@ class Relay:
         self.on_up = None  # async (claimed)
         self.connected = False
         self.connects = 0  # successful authentications, for logs and tests
+        self.connect_started = 0  # ticks when the current connection's TCP connect began
         self._dead = False
 
     async def send(self, ftype, peer, payload=b""):
@@ -119,6 +120,7 @@ class Relay:
         """One connection, from TCP connect to its end; returns the close code."""
         c = self._cfg
         code = ws.CLOSE_ABNORMAL
+        self.connect_started = t0 = time.ticks_ms()
         try:
             if c["tls"] and self._ssl is None:
                 self._ssl = _ssl_context(c["ca"])
@@ -132,7 +134,7 @@ class Relay:
             claimed = await asyncio.wait_for_ms(self._authenticate(w), _AUTH_TIMEOUT_MS)
             self.connected = True
             self.connects += 1
-            self._log("relay connected claimed=%d" % claimed)
+            self._log("relay connected claimed=%d (%d ms)" % (claimed, time.ticks_diff(time.ticks_ms(), t0)))
             self._dead = False
             keepalive = asyncio.create_task(self._keepalive(w, asyncio.current_task()))
             if self.on_up:

@@ -39,7 +39,9 @@ def _ladder(k, x1):
     m = _MASK256
     x2, z2, x3, z3 = 1, 0, x1, 1
     swap = 0
-    for k_t in [(k[t >> 3] >> (t & 7)) & 1 for t in range(254, -1, -1)]:
+    # Bits 254..0 of k, read in place: no list of 255 bits on the heap.
+    for t in range(254, -1, -1):
+        k_t = (k[t >> 3] >> (t & 7)) & 1
         swap ^= k_t
         pair = (x2, x3)
         x2 = pair[swap]

@@ -104,6 +104,9 @@ def test_p256_arithmetic_and_validation(tmp_path: Path) -> None:
     assert out["p_minus_p_affine"] == "identity"
     assert out["two_minus_p"] == public(5)
     assert out["identity_plus_p"] == public(5)
+    assert out["two_plus_two_other_z"] == public(20)
+    assert out["two_minus_two_other_z"] == "identity"
+    assert out["two_z_differ"] is True
     assert out["M_on_curve"] == decompress(RFC9382_M)
     assert out["N_on_curve"] == decompress(RFC9382_N)
     assert out["identity_to_affine"] == "ValueError"

@@ -157,7 +157,8 @@ class ReferenceProver:
 def _run_vector(tmp_path: Path, vector: dict[str, str]) -> dict[str, str]:
     path = tmp_path / "vector.json"
     path.write_text(json.dumps(vector))
-    return json.loads(run_micropython(MPY / "spake_vector.py", str(path)))
+    out: dict[str, str] = json.loads(run_micropython(MPY / "spake_vector.py", str(path)))
+    return out
 
 
 def test_rfc9383_vector_embedded(tmp_path: Path) -> None:

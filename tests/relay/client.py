@@ -73,8 +73,8 @@ class Link:
     async def send_raw(self, data: bytes) -> None:
         await self.ws.send_bytes(data)
 
-    async def recv(self, timeout: float = 5.0) -> Frame:
-        msg = await self.ws.receive(timeout=timeout)
+    async def recv(self, wait_s: float = 5.0) -> Frame:
+        msg = await self.ws.receive(timeout=wait_s)
         assert msg.type is aiohttp.WSMsgType.BINARY, (msg.type, msg.data, self.ws.close_code)
         data: bytes = msg.data
         return Frame(data[0], data[1:11], data[11:])
@@ -90,17 +90,17 @@ class Link:
             assert frame.payload == payload, frame
         return frame
 
-    async def expect_silence(self, timeout: float = 0.3) -> None:
+    async def expect_silence(self, wait_s: float = 0.3) -> None:
         try:
-            msg = await self.ws.receive(timeout=timeout)
+            msg = await self.ws.receive(timeout=wait_s)
         except TimeoutError:
             return
         raise AssertionError(f"unexpected message {msg.type} {msg.data!r}")
 
-    async def expect_close(self, code: int, timeout: float = 5.0) -> list[Frame]:
+    async def expect_close(self, code: int, wait_s: float = 5.0) -> list[Frame]:
         """Read until the relay closes; return frames received before; check the code."""
         frames: list[Frame] = []
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait_s):
             while True:
                 msg = await self.ws.receive()
                 if msg.type is aiohttp.WSMsgType.BINARY:
@@ -124,13 +124,13 @@ async def open_ws(
     **kwargs: Any,
 ) -> Link:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    ws = await http.ws_connect(
-        url, protocols=protocols, headers=headers, autoping=True, max_msg_size=0, **kwargs
-    )
+    kwargs.setdefault("autoping", True)
+    ws = await http.ws_connect(url, protocols=protocols, headers=headers, max_msg_size=0, **kwargs)
     link = Link(ws)
     msg = await ws.receive(timeout=5)
     assert msg.type is aiohttp.WSMsgType.BINARY, msg
-    assert msg.data[0] == AUTH_CHALLENGE and len(msg.data) == 75, msg.data
+    assert msg.data[0] == AUTH_CHALLENGE, msg.data
+    assert len(msg.data) == 75, msg.data
     link.challenge = msg.data
     return link
 

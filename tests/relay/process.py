@@ -44,7 +44,9 @@ def run_relay_expecting_failure(tmp_path: Path, *args: str, port: int | None = N
     """Run the relay with a bad configuration; it must exit 2 quickly. Returns stderr."""
     cmd = relay_command(tmp_path, port or free_port(), *args)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESEAL_RELAY_")}
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
+    proc = subprocess.run(
+        cmd, check=False, cwd=ROOT, capture_output=True, text=True, timeout=30, env=env
+    )
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     return proc.stderr
 
@@ -63,14 +65,15 @@ class RelayProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = tmp_path / "relay.log"
 
-    async def start(self, http: aiohttp.ClientSession, timeout: float = 30) -> None:
+    async def start(self, http: aiohttp.ClientSession, wait_s: float = 30) -> None:
         cmd = relay_command(self.tmp_path, self.port, *self.extra)
         if not any(a in self.extra for a in ("--tls-cert", "--behind-proxy")):
             cmd.append("--plain-http")
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESEAL_RELAY_")}
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, env=env)
-        deadline = time.monotonic() + timeout
+            # Popen only forks; the readiness wait below polls without blocking.
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, env=env)  # noqa: ASYNC220
+        deadline = time.monotonic() + wait_s
         while True:
             if self.proc.poll() is not None:
                 raise AssertionError(f"relay exited {self.proc.returncode}:\n{self.log()}")
@@ -87,9 +90,9 @@ class RelayProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 
-    async def wait(self, timeout: float = 15) -> int:
+    async def wait(self, wait_s: float = 15) -> int:
         assert self.proc is not None
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait_s
         while self.proc.poll() is None:
             if time.monotonic() > deadline:
                 self.proc.kill()

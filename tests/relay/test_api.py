@@ -9,8 +9,10 @@ import sqlite3
 from datetime import UTC, datetime
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from relay_server.config import Config, RateLimit
+from relay_server.envelope import format_id
 
 from .client import ROLE_DEVICE, Endpoint, pair_and_claim
 from .conftest import PASSWORD, Relay, RelayFactory
@@ -20,8 +22,6 @@ async def test_relay_info_matches_key_file(relay: Relay) -> None:
     status, data, _ = await relay.request("GET", "/api/v1/relay")
     assert status == 200
     assert data["version"] == 1
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
     raw = bytes.fromhex(relay.config.key_file.read_text().strip())
     expected = X25519PrivateKey.from_private_bytes(raw).public_key().public_bytes_raw()
     assert data["relay_key"] == expected.hex()
@@ -47,7 +47,8 @@ async def test_register_login_logout(relay: Relay) -> None:
         stored = [r[0] for r in db.execute("SELECT token_hash FROM tokens")]
         pw_hash = db.execute("SELECT password_hash FROM accounts").fetchone()[0]
     assert stored == [hashlib.sha256(token.encode()).hexdigest()]
-    assert pw_hash.startswith("scrypt$2048$8$1$") and PASSWORD not in pw_hash
+    assert pw_hash.startswith("scrypt$2048$8$1$")
+    assert PASSWORD not in pw_hash
     assert Config().scrypt_n == 2**14  # the production default
     status, data, _ = await relay.request("GET", "/api/v1/devices", token)
     assert (status, data) == (200, {"devices": []})
@@ -55,7 +56,8 @@ async def test_register_login_logout(relay: Relay) -> None:
     assert (status, data) == (204, None)
     for method, path in (("GET", "/api/v1/devices"), ("DELETE", "/api/v1/tokens/current")):
         status, data, _ = await relay.request(method, path, token)
-        assert status == 401 and data["error"]["code"] == "unauthorized"
+        assert status == 401
+        assert data["error"]["code"] == "unauthorized"
 
 
 @pytest.mark.parametrize(
@@ -83,7 +85,8 @@ async def test_register_login_logout(relay: Relay) -> None:
 async def test_register_errors(relay: Relay, body: bytes, code: str) -> None:
     status, data, _ = await relay.request("POST", "/api/v1/accounts", data=body)
     assert status == 400
-    assert data["error"]["code"] == code and data["error"]["message"]
+    assert data["error"]["code"] == code
+    assert data["error"]["message"]
 
 
 async def test_register_taken(relay: Relay) -> None:
@@ -91,7 +94,8 @@ async def test_register_taken(relay: Relay) -> None:
     status, data, _ = await relay.request(
         "POST", "/api/v1/accounts", json={"username": "CAROL", "password": PASSWORD + "x"}
     )
-    assert status == 409 and data["error"]["code"] == "username_taken"
+    assert status == 409
+    assert data["error"]["code"] == "username_taken"
 
 
 async def test_login_errors(relay: Relay) -> None:
@@ -101,9 +105,11 @@ async def test_login_errors(relay: Relay) -> None:
         {"username": "nobody", "password": PASSWORD},
     ):
         status, data, _ = await relay.request("POST", "/api/v1/tokens", json=body)
-        assert status == 401 and data["error"]["code"] == "invalid_credentials"
+        assert status == 401
+        assert data["error"]["code"] == "invalid_credentials"
     status, data, _ = await relay.request("POST", "/api/v1/tokens", json={"username": "dave"})
-    assert status == 400 and data["error"]["code"] == "invalid_request"
+    assert status == 400
+    assert data["error"]["code"] == "invalid_request"
 
 
 @pytest.mark.parametrize(
@@ -119,7 +125,8 @@ async def test_unauthorized(relay: Relay, header: str) -> None:
         ("DELETE", "/api/v1/devices/aaaa-aaaa-aaaa-aaaa"),
     ):
         status, data, _ = await relay.request(method, path, headers=dict(headers))
-        assert status == 401 and data["error"]["code"] == "unauthorized", (method, path)
+        assert status == 401, (method, path)
+        assert data["error"]["code"] == "unauthorized", (method, path)
 
 
 async def test_change_password(relay: Relay) -> None:
@@ -129,13 +136,16 @@ async def test_change_password(relay: Relay) -> None:
     status, data, _ = await relay.request(
         "POST", path, token, json={"current_password": "not it at all", "new_password": "x" * 12}
     )
-    assert status == 401 and data["error"]["code"] == "invalid_credentials"
+    assert status == 401
+    assert data["error"]["code"] == "invalid_credentials"
     status, data, _ = await relay.request(
         "POST", path, token, json={"current_password": PASSWORD, "new_password": "qwertyuiop"}
     )
-    assert status == 400 and data["error"]["code"] == "weak_password"
+    assert status == 400
+    assert data["error"]["code"] == "weak_password"
     status, data, _ = await relay.request("POST", path, token, json={"current_password": 1})
-    assert status == 400 and data["error"]["code"] == "invalid_request"
+    assert status == 400
+    assert data["error"]["code"] == "invalid_request"
     new = "another fine passphrase"
     status, _, _ = await relay.request(
         "POST", path, token, json={"current_password": PASSWORD, "new_password": new}
@@ -156,9 +166,11 @@ async def test_delete_account(relay: Relay) -> None:
     status, data, _ = await relay.request(
         "DELETE", "/api/v1/account", token, json={"password": "not the password"}
     )
-    assert status == 401 and data["error"]["code"] == "invalid_credentials"
+    assert status == 401
+    assert data["error"]["code"] == "invalid_credentials"
     status, data, _ = await relay.request("DELETE", "/api/v1/account", token, json={})
-    assert status == 400 and data["error"]["code"] == "invalid_request"
+    assert status == 400
+    assert data["error"]["code"] == "invalid_request"
     status, _, _ = await relay.request(
         "DELETE", "/api/v1/account", token, json={"password": PASSWORD}
     )
@@ -177,11 +189,10 @@ async def test_remove_device_errors(relay: Relay) -> None:
     other_token = await relay.account("hank")
     for device_id in ("not-an-id", "aaaa-aaaa-aaaa-aaa", "aaaa-aaaa-aaaa-aaaa"):
         status, data, _ = await relay.request("DELETE", f"/api/v1/devices/{device_id}", token)
-        assert status == 404 and data["error"]["code"] == "not_found"
+        assert status == 404
+        assert data["error"]["code"] == "not_found"
     # An online but unclaimed device, and one owned by another account: not found either.
     device, link = await relay.device()
-    from relay_server.envelope import format_id
-
     status, data, _ = await relay.request(
         "DELETE", f"/api/v1/devices/{format_id(device.id)}", other_token
     )
@@ -191,11 +202,14 @@ async def test_remove_device_errors(relay: Relay) -> None:
 
 async def test_unknown_route_and_method_are_json(relay: Relay) -> None:
     status, data, _ = await relay.request("GET", "/api/v1/nope")
-    assert status == 404 and data["error"]["code"] == "not_found"
+    assert status == 404
+    assert data["error"]["code"] == "not_found"
     status, data, _ = await relay.request("PUT", "/api/v1/accounts")
-    assert status == 405 and data["error"]["code"] == "method_not_allowed"
+    assert status == 405
+    assert data["error"]["code"] == "method_not_allowed"
     status, data, _ = await relay.request("POST", "/api/v1/accounts", data=b"x" * 20000)
-    assert status == 413 and data["error"]["code"] == "request_too_large"
+    assert status == 413
+    assert data["error"]["code"] == "request_too_large"
 
 
 async def test_login_rate_limited_per_username(relay_factory: RelayFactory) -> None:
@@ -206,7 +220,8 @@ async def test_login_rate_limited_per_username(relay_factory: RelayFactory) -> N
         status, _, _ = await relay.request("POST", "/api/v1/tokens", json=bad)
         assert status == 401
     status, data, resp = await relay.request("POST", "/api/v1/tokens", json=bad)
-    assert status == 429 and data["error"]["code"] == "rate_limited"
+    assert status == 429
+    assert data["error"]["code"] == "rate_limited"
     assert 1 <= int(resp.headers["Retry-After"]) <= 60
     # The right password is refused too while limited; another user is not affected.
     status, _, _ = await relay.request(
@@ -230,7 +245,8 @@ async def test_login_and_register_rate_limited_per_address(relay_factory: RelayF
     status, data, resp = await relay.request(
         "POST", "/api/v1/tokens", json={"username": "user9", "password": PASSWORD}
     )
-    assert status == 429 and "Retry-After" in resp.headers
+    assert status == 429
+    assert "Retry-After" in resp.headers
     for i in range(2):
         status, _, _ = await relay.request(
             "POST", "/api/v1/accounts", json={"username": f"new{i}", "password": PASSWORD}
@@ -243,7 +259,8 @@ async def test_login_and_register_rate_limited_per_address(relay_factory: RelayF
         json={"username": "new3", "password": PASSWORD},
         headers={"X-Forwarded-For": "203.0.113.9"},
     )
-    assert status == 429 and data["error"]["code"] == "rate_limited"
+    assert status == 429
+    assert data["error"]["code"] == "rate_limited"
     assert int(resp.headers["Retry-After"]) >= 1
 
 
@@ -274,7 +291,8 @@ async def test_token_expiry(relay_factory: RelayFactory) -> None:
     assert status == 200
     await asyncio.sleep(1.1)
     status, data, _ = await relay.request("GET", "/api/v1/devices", token)
-    assert status == 401 and data["error"]["code"] == "unauthorized"
+    assert status == 401
+    assert data["error"]["code"] == "unauthorized"
 
 
 async def test_healthz_and_metrics(relay: Relay) -> None:
@@ -301,8 +319,6 @@ async def test_device_listing(relay: Relay) -> None:
     status, data, _ = await relay.request("GET", "/api/v1/devices", token)
     assert status == 200
     (entry,) = data["devices"]
-    from relay_server.envelope import format_id
-
     assert entry["device_id"] == format_id(device.id)
     assert entry["online"] is True
     assert entry["claimed_at"].endswith("Z")

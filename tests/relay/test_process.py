@@ -17,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from relay_server.envelope import format_id
+
 from .client import ROLE_CONTROLLER, ROLE_DEVICE, SESSION, Endpoint, connect, pair_and_claim
 from .conftest import PASSWORD
 from .process import RelayProcess, free_port, run_relay_expecting_failure
@@ -115,7 +117,8 @@ def test_unwritable_database(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     err = run_relay_expecting_failure(tmp_path, "--plain-http", "--db", str(blocker / "relay.db"))
-    assert "cannot use database" in err and "relay.db" in err
+    assert "cannot use database" in err
+    assert "relay.db" in err
 
 
 def test_key_file_must_be_private(tmp_path: Path) -> None:
@@ -190,9 +193,9 @@ async def test_graceful_shutdown(tmp_path: Path, http: aiohttp.ClientSession) ->
     relay.proc.send_signal(15)  # type: ignore[union-attr]
     status, _ = await pending
     assert status == 201
-    frames = await ctl.expect_close(1012, timeout=10)
+    frames = await ctl.expect_close(1012, wait_s=10)
     assert all(f.type == SESSION for f in frames)
-    await dev.expect_close(1012, timeout=10)
+    await dev.expect_close(1012, wait_s=10)
     assert await relay.wait() == 0
     await relay.start(http)
     status, _ = await post(
@@ -250,7 +253,7 @@ async def test_kill_9_loses_nothing_acknowledged(
 
     tasks = [asyncio.create_task(worker(w)) for w in range(6)]
     async with asyncio.timeout(60):
-        while len(revoked) < 6:
+        while len(revoked) < 6:  # noqa: ASYNC110 (the workers own the lists)
             await asyncio.sleep(0.01)
     relay.kill()  # SIGKILL in the middle of the burst
     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -258,7 +261,10 @@ async def test_kill_9_loses_nothing_acknowledged(
 
     await relay.start(http)
     try:
-        assert accounts and devices and claims and revoked
+        assert accounts
+        assert devices
+        assert claims
+        assert revoked
         for name in accounts:
             status, _ = await post(
                 http, relay.base + "/api/v1/tokens", {"username": name, "password": PASSWORD}
@@ -276,8 +282,6 @@ async def test_kill_9_loses_nothing_acknowledged(
             ) as resp:
                 assert resp.status == 200
                 listed = (await resp.json())["devices"]
-            from relay_server.envelope import format_id
-
             assert [d["device_id"] for d in listed] == [format_id(device_id)]
     finally:
         assert await relay.stop() == 0

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
+from relay_server.config import RateLimit
 from relay_server.envelope import format_id
 
 from .client import (
     CLAIM,
-    CLAIMED,
     ERROR,
     PAIR,
     PAIR_START,
@@ -145,8 +145,6 @@ async def test_peer_offline(relay: Relay) -> None:
 
 
 async def test_pair_start_rate_limits(relay_factory: RelayFactory) -> None:
-    from relay_server.config import RateLimit
-
     relay = await relay_factory(
         limits={
             "pair_start_per_device": RateLimit(1 / 60, 2),
@@ -260,7 +258,7 @@ async def test_token_expiry_closes_controller(relay_factory: RelayFactory) -> No
     relay = await relay_factory(token_lifetime_s=1)
     token = await relay.account("ephemeral")
     _, ctl = await relay.controller(token)
-    await ctl.expect_close(4007, timeout=3)
+    await ctl.expect_close(4007, wait_s=3)
 
 
 async def test_replacement(relay: Relay) -> None:
@@ -278,7 +276,8 @@ async def test_replacement(relay: Relay) -> None:
     pair.ctl = newer_ctl
     await pair.assert_routes()
     await asyncio.sleep(0)
-    assert len(relay.router.devices) == 1 and len(relay.router.controllers) == 1
+    assert len(relay.router.devices) == 1
+    assert len(relay.router.controllers) == 1
 
 
 async def test_connection_cap_per_account(relay_factory: RelayFactory) -> None:

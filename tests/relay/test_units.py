@@ -42,7 +42,7 @@ def test_example_ids() -> None:
     "text", ["", "abc", "xtm7-hvrr-kfwz-cce", "xtm7-hvrr-kfwz-ccew1", "01234567890123456"]
 )
 def test_parse_id_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="16 base32"):
         env.parse_id(text)
 
 
@@ -101,7 +101,8 @@ def test_key_file_created_private(tmp_path: Path) -> None:
 def test_keyed_limiter() -> None:
     now = [0.0]
     limiter = KeyedLimiter(RateLimit(rate=1.0, burst=2), clock=lambda: now[0], prune_above=3)
-    assert limiter.take("a") == 0 and limiter.take("a") == 0
+    assert limiter.take("a") == 0
+    assert limiter.take("a") == 0
     assert limiter.take("a") == pytest.approx(1.0)
     now[0] = 0.5
     assert limiter.take("a") == pytest.approx(0.5)

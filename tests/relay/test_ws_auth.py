@@ -42,7 +42,7 @@ async def failures(relay: Relay, role: str) -> int:
 async def test_device_auth_registers_device(relay: Relay) -> None:
     device = Endpoint(ROLE_DEVICE)
     link = await open_ws(relay.http, relay.ws_base + "/ws/device")
-    status, info, _ = await relay.request("GET", "/api/v1/relay")
+    _status, info, _ = await relay.request("GET", "/api/v1/relay")
     assert link.challenge[1:11] == bytes(10)
     assert link.challenge[11:43].hex() == info["relay_key"]
     await link.send_raw(device.respond(link.challenge))
@@ -72,7 +72,8 @@ async def test_upgrade_needs_subprotocol(relay: Relay) -> None:
     assert err.value.status == 400
     # A plain GET (no upgrade) gets the same JSON 400.
     status, data, _ = await relay.request("GET", "/ws/device")
-    assert status == 400 and data["error"]["code"] == "invalid_request"
+    assert status == 400
+    assert data["error"]["code"] == "invalid_request"
 
 
 @pytest.mark.parametrize("token", [None, "garbage-token"])

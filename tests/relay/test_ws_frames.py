@@ -4,6 +4,7 @@ and the relay keeps serving everybody else."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -21,6 +22,7 @@ from .client import (
     RELEASE,
     REMOVED,
     SESSION,
+    open_ws,
 )
 from .conftest import Relay, RelayFactory, claimed_pair
 
@@ -124,7 +126,8 @@ async def test_error_flood_is_limited(relay_factory: RelayFactory) -> None:
             break
         await pair.dev.send(SESSION, bytes(10), b"\x03")
     frames = await pair.dev.expect_close(4005)
-    assert 30 <= len(frames) <= 40 and {f.type for f in frames} == {ERROR}
+    assert 30 <= len(frames) <= 40
+    assert {f.type for f in frames} == {ERROR}
 
 
 async def test_slow_consumer_is_closed(relay_factory: RelayFactory) -> None:
@@ -143,7 +146,7 @@ async def test_slow_consumer_is_closed(relay_factory: RelayFactory) -> None:
     else:
         pytest.fail("the relay never detected the slow consumer")
     pair.ctl.ws._response.connection.transport.resume_reading()  # type: ignore[union-attr]
-    frames = await pair.ctl.expect_close(4004, timeout=10)
+    frames = await pair.ctl.expect_close(4004, wait_s=10)
     assert all(f.type == SESSION and f.payload == payload for f in frames)
     await bystander.assert_routes()
     await pair.dev.send(SESSION, pair.controller.id, b"\x03")
@@ -158,4 +161,40 @@ async def test_relay_survives_abrupt_disconnects(relay: Relay) -> None:
             link.ws._response.connection.transport.abort()  # type: ignore[union-attr]
     await asyncio.sleep(0.1)
     await bystander.assert_routes()
-    assert len(relay.router.devices) == 1 and len(relay.router.controllers) == 1
+    assert len(relay.router.devices) == 1
+    assert len(relay.router.controllers) == 1
+
+
+async def test_silent_peer_is_dropped(relay_factory: RelayFactory) -> None:
+    """A device that stops answering pings (half-open link) is dropped after the heartbeat."""
+    relay = await relay_factory(heartbeat_s=0.4)
+    pair = await claimed_pair(relay, "heartbeat")
+    device = pair.device
+    silent = await open_ws(relay.http, relay.ws_base + "/ws/device", autoping=False)
+    await silent.send_raw(device.respond(silent.challenge))  # replaces the device's link
+    assert (await silent.recv()).type == AUTH_OK
+    await pair.dev.expect_close(4002)
+    await pair.ctl.expect(PRESENCE, device.id, b"\x01")
+    # It never reads, so never answers a ping: the relay drops it, the owner is told.
+    await pair.ctl.expect(PRESENCE, device.id, b"\x00")
+    assert device.id not in relay.router.devices
+    await silent.close()
+
+
+async def test_logs_hold_no_payloads_or_secrets(
+    relay: Relay, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    pair = await claimed_pair(relay, "logcheck")
+    marker = b"\x03SECRET-PAYLOAD-MARKER"
+    await pair.ctl.send(SESSION, pair.device.id, marker)
+    await pair.dev.expect(SESSION, pair.controller.id, marker)
+    await pair.ctl.send(0x99, pair.device.id, marker)  # a protocol error is logged too
+    await pair.ctl.expect_close(4000)
+    text = "\n".join(
+        f"{r.getMessage()} {r.__dict__!r}" for r in caplog.records if r.name.startswith("relay")
+    )
+    assert "device claimed" in text
+    for secret in ("SECRET-PAYLOAD-MARKER", pair.token, "a perfectly fine passphrase"):
+        assert secret not in text
+    assert pair.device.pub.hex() not in text

@@ -97,7 +97,6 @@ class RelayConnection:
         while True:
             try:
                 await self._connect_once()
-                self.last_error = None
             except AuthRejected:
                 raise
             except (aiohttp.ClientError, TimeoutError, OSError, _ProtocolClose) as err:
@@ -150,6 +149,7 @@ class RelayConnection:
         try:
             await self._authenticate(ws)
             self.attempt = 0
+            self.last_error = None
             self.connected = True
             self._connected.set()
             _LOGGER.info("Connected to the relay")

@@ -62,18 +62,12 @@ class Hub:
         self._on_key_mismatch = on_key_mismatch
         self._on_describe = on_describe
         self._pairing: PairingAttempt | None = None
-        self._listeners: list[Callable[[], None]] = []
         self.frames_dropped = 0
         self.pair_step_timeout = STEP_TIMEOUT
 
     @property
     def connected(self) -> bool:
         return self.connection.connected
-
-    def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
-        """Called when the relay connection goes up or down."""
-        self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
 
     def add_device(self, device_id: bytes, device_static_pub: bytes) -> DeviceLink:
         if (link := self.links.get(device_id)) is not None:
@@ -123,8 +117,6 @@ class Hub:
                 link.relay_up()
             else:
                 link.relay_down()
-        for listener in list(self._listeners):
-            listener()
 
     def _on_frame(self, frame: Frame) -> None:
         link = self.links.get(frame.peer)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import signal
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
+from homeassistant.components.binary_sensor import BinarySensorDeviceClass
 from homeassistant.components.light import ATTR_BRIGHTNESS
+from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
@@ -22,6 +25,7 @@ from custom_components.homeseal import diagnostics
 from custom_components.homeseal.client.envelope import Frame, FrameType
 from custom_components.homeseal.client.session import encode_reset
 from custom_components.homeseal.const import DOMAIN
+from custom_components.homeseal.entity import enum_or_none
 
 from .common import entity_ids, pair, setup_account, wait_available, wait_for
 from .conftest import RelayProcess, SimDevice, run_in_thread
@@ -252,3 +256,45 @@ async def test_diagnostics_redact_secrets(
     hub_device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, entry.entry_id)})
     assert hub_device is not None
     assert (await diagnostics.async_get_device_diagnostics(hass, entry, hub_device))["device"] is None
+
+
+async def test_entities_from_cache_after_restart(
+    hass: HomeAssistant, relay: RelayProcess, make_device: Callable[..., SimDevice]
+) -> None:
+    """After a restart the entities exist (unavailable) before the device is back."""
+    device = make_device()
+    entry = await setup_account(hass, relay)
+    subentry_id = await pair(hass, entry, device)
+    ids = entity_ids(hass, subentry_id)
+    run_in_thread(device.stop)
+    await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    link = next(iter(entry.runtime_data.hub.links.values()))
+    assert link.describe is not None
+    assert link.describe.name == "Test board"
+    await wait_available(hass, ids, available=False)
+    run_in_thread(device.start)
+    await wait_available(hass, ids)
+
+
+async def test_bad_cached_describe_is_ignored(
+    hass: HomeAssistant, relay: RelayProcess, hass_storage: dict[str, Any]
+) -> None:
+    entry = await setup_account(hass, relay)
+    store = entry.runtime_data.store
+    assert store.cached_describe("aaaa-aaaa-aaaa-aaaa") is None
+    store._data["describe"] = {  # noqa: SLF001
+        "aaaa-aaaa-aaaa-aaaa": "not json",
+        "bbbb-bbbb-bbbb-bbbb": '{"t":"ping","id":1}',
+    }
+    assert store.cached_describe("aaaa-aaaa-aaaa-aaaa") is None
+    assert store.cached_describe("bbbb-bbbb-bbbb-bbbb") is None
+    store.forget_device("aaaa-aaaa-aaaa-aaaa")
+    store.forget_device("cccc-cccc-cccc-cccc")
+    assert "aaaa-aaaa-aaaa-aaaa" not in store._data["describe"]  # noqa: SLF001
+
+
+def test_unknown_device_classes_are_dropped() -> None:
+    assert enum_or_none(SensorDeviceClass, "temperature") is SensorDeviceClass.TEMPERATURE
+    assert enum_or_none(SensorDeviceClass, "flux_capacitance") is None
+    assert enum_or_none(BinarySensorDeviceClass, None) is None

@@ -79,19 +79,21 @@ async def test_setup_not_ready_when_relay_unreachable(
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.SETUP_RETRY
     assert entry.reason == "Cannot reach the HomeSeal relay"
+    # Removing it still works (the logout it attempts fails quietly).
+    await hass.config_entries.async_remove(entry.entry_id)
+    await hass.async_block_till_done()
+    assert not hass.config_entries.async_entries(DOMAIN)
 
 
+@pytest.mark.parametrize(
+    "tls", [{CONF_FINGERPRINT: "00" * 32}, {CONF_CA_PEM: "-----BEGIN CERTIFICATE-----\nAA\n"}]
+)
 async def test_setup_not_ready_when_tls_untrusted(
-    hass: HomeAssistant, relay: RelayProcess
+    hass: HomeAssistant, relay: RelayProcess, tls: dict[str, str]
 ) -> None:
     entry = MockConfigEntry(
         domain=DOMAIN,
-        data={
-            CONF_URL: relay.url,
-            CONF_USERNAME: "someone",
-            CONF_TOKEN: "x" * 43,
-            CONF_FINGERPRINT: "00" * 32,
-        },
+        data={CONF_URL: relay.url, CONF_USERNAME: "someone", CONF_TOKEN: "x" * 43, **tls},
     )
     entry.add_to_hass(hass)
     await hass.config_entries.async_setup(entry.entry_id)
@@ -206,3 +208,15 @@ async def test_remove_entry_logs_out(hass: HomeAssistant, relay: RelayProcess) -
 
     with pytest.raises(Unauthorized):
         await api.devices(token)
+
+
+async def test_reconfigure_with_revoked_token(hass: HomeAssistant, relay: RelayProcess) -> None:
+    entry = await setup_account(hass, relay)
+    await hass.config_entries.async_unload(entry.entry_id)
+    await _logout(relay, entry.data[CONF_TOKEN])
+    result = await _reconfigure(hass, entry)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: relay.url, CONF_CA_PEM: relay.tls.ca_pem}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "invalid_auth"}

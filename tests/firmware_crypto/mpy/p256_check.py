@@ -46,6 +46,11 @@ out["p_minus_p"] = enc(p256.add(*jac, *p256.negate(jac)))
 out["p_minus_p_affine"] = enc(p256.add_affine(*jac, *neg))
 out["two_minus_p"] = enc(p256.add_affine(*two, *neg))
 out["identity_plus_p"] = enc(p256.add_affine(*p256.IDENTITY, *pt))
+# 2P in two Jacobian representations (different Z): the add must notice they are equal.
+two_b = p256.add(*p256.mul(3, pt), *p256.negate(jac))  # 3P - P
+out["two_plus_two_other_z"] = enc(p256.add(*two, *two_b))
+out["two_minus_two_other_z"] = enc(p256.add(*two, *p256.negate(two_b)))
+out["two_z_differ"] = two[2] != two_b[2] or two[0] != two_b[0]
 out["M_on_curve"] = p256.encode_point(p256.decode_point(p256.encode_point(p256.M))).hex()
 out["N_on_curve"] = p256.encode_point(p256.decode_point(p256.encode_point(p256.N))).hex()
 try:

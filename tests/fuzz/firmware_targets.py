@@ -1,0 +1,113 @@
+"""The firmware parsers the fuzz suite drives, written once for both interpreters.
+
+`classify(target, data)` runs one parser on one input and returns a short, comparable
+verdict: "ok:<summary>" or "err:<exception class name>". Anything else escaping a parser
+is reported as "CRASH:<class>:<message>". This file is valid MicroPython and CPython: the
+replay test runs it on the unix port with the same inputs the CPython run used.
+"""
+
+import json
+
+from homeseal import envelope, messages, relay, session, ws
+
+DEVICE_PRIV = bytes([5] * 32)
+CONTROLLER_PUB = None  # set by setup()
+DEVICE_PUB = None
+IDS = (bytes(10), bytes(10))
+
+EXPECTED = {
+    "envelope": ("EnvelopeError",),
+    "messages": ("MessageError",),
+    "handshake1": ("ValueError",),
+    "auth_challenge": ("AuthError",),
+    "websocket": ("WSError", "WSClosed"),
+}
+
+
+def setup(device_pub, controller_pub, device_id, controller_id):
+    global DEVICE_PUB, CONTROLLER_PUB, IDS
+    DEVICE_PUB = device_pub
+    CONTROLLER_PUB = controller_pub
+    IDS = (device_id, controller_id)
+
+
+def _envelope(data):
+    ftype, peer, payload = envelope.parse(data)
+    return "%d:%s:%d" % (ftype, bytes(peer).hex(), len(payload))
+
+
+def _messages(data):
+    obj = messages.parse(data)
+    return json.dumps(sorted(obj.keys()))
+
+
+def _handshake1(data):
+    s = (DEVICE_PRIV, DEVICE_PUB)
+    _, msg2 = session.respond(s, CONTROLLER_PUB, IDS[0], IDS[1], data)
+    return "answered:%d" % len(msg2)
+
+
+def _auth_challenge(data):
+    return "mac:%d" % len(relay.auth_response(DEVICE_PRIV, DEVICE_PUB, data))
+
+
+class _Reader:
+    def __init__(self, data):
+        self.data = data
+        self.off = 0
+
+    async def readinto(self, mv):
+        n = min(len(mv), len(self.data) - self.off, 37)  # short reads, to split headers
+        mv[0:n] = self.data[self.off : self.off + n]
+        self.off += n
+        return n
+
+
+class _Writer:
+    def __init__(self):
+        self.out = bytearray()
+
+    def write(self, data):
+        self.out += data
+
+    async def drain(self):
+        pass
+
+
+async def _ws_messages(data):
+    sock = ws.WebSocket(_Reader(data), _Writer(), envelope.MAX_FRAME)
+    got = []
+    try:
+        while True:
+            op, msg = await sock.recv()
+            assert op in (ws.OP_TEXT, ws.OP_BINARY) and len(msg) <= envelope.MAX_FRAME
+            got.append("%d/%d" % (op, len(msg)))
+    except ws.WSError as e:
+        # The stream always ends (EOF at the latest): the verdict is the messages
+        # read and the close code the client chose.
+        return "%s:%s:%d" % (type(e).__name__, ",".join(got), e.code)
+
+
+def _websocket(data):
+    import asyncio
+
+    return asyncio.run(_ws_messages(data))
+
+
+TARGETS = {
+    "envelope": _envelope,
+    "messages": _messages,
+    "handshake1": _handshake1,
+    "auth_challenge": _auth_challenge,
+    "websocket": _websocket,
+}
+
+
+def classify(target, data):
+    try:
+        return "ok:" + TARGETS[target](data)
+    except Exception as e:  # noqa: BLE001 - the point is to classify every exception
+        name = type(e).__name__
+        if name in EXPECTED[target]:
+            return "err:" + name
+        return "CRASH:%s:%s" % (name, e)
