@@ -38,6 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from custom_components.homeseal.client.envelope import FrameType  # noqa: E402
 from tests.firmware.harness import (  # noqa: E402  (after the path tweak)
     Controller,
     DeviceProcess,
@@ -105,9 +106,15 @@ async def serve(
     dev: DeviceProcess, ctl: Controller, pub: bytes, commands: int
 ) -> dict[str, Any] | None:
     """Start the paired device, open a session, run the commands; None on failure."""
+    ctl.drain()
     dev.start()
     try:
-        await dev.wait_log("relay connected", within=15)
+        # Open the session the moment the relay reports the device online, as
+        # the integration does.
+        while True:
+            _, peer, state = await ctl.recv((FrameType.PRESENCE,), within=15)
+            if peer == dev.device_id and state == b"\x01":
+                break
         session = await ctl.open_session(dev.device_id, pub)
         m = await dev.wait_log(r"session open (\d+) ms after connect", within=5)
         connect_to_session_ms = int(m.group(1))
@@ -194,7 +201,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 device(dev.workdir, relay, build, target, "--mem-stats"), ctl, pub, args.commands
             )
             if served is None:
-                raise SystemExit(f"the device did not serve {args.commands} commands at {args.heap}")
+                raise SystemExit(
+                    f"the device did not serve {args.commands} commands at {args.heap}"
+                )
             results["with_mem_stats"] = served
             # The same without the probe (its gc.collect per frame costs time).
             results["serve"] = await serve(
@@ -207,7 +216,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             if not args.no_bisect:
                 smallest = await bisect(8 * 1024, target, serves_at)
-                confirm = await serve(device(dev.workdir, relay, build, smallest), ctl, pub, args.commands)
+                confirm = await serve(
+                    device(dev.workdir, relay, build, smallest), ctl, pub, args.commands
+                )
                 while confirm is None and smallest < target:
                     smallest += 4096
                     confirm = await serve(
@@ -227,7 +238,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--commands", type=int, default=1000)
     p.add_argument("--bisect-commands", type=int, default=200)
     p.add_argument("--heap", default="128k")

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import hashlib
 import os
+import re
 import resource
 import secrets
 import shutil
@@ -36,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
+import aiohttp  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
 from relay import mqtt  # noqa: E402
 from relay.wsclient import SESSION, Endpoint, WsRelayClient, connect, ws_frame  # noqa: E402
@@ -233,7 +235,7 @@ async def relay_latency(
     pad = bytes(PAYLOAD - 9)
     heads = [bytes((SESSION,)) + d.id + b"\x03" for d in pairs.devices]
     loop = asyncio.get_running_loop()
-    tick = 0.001
+    tick = 0.004
     sent = 0
     start = loop.time()
     i = 0
@@ -271,6 +273,14 @@ async def idle_rss(relay: RelayProcess, idle: list[Endpoint], marks: list[int]) 
     await asyncio.sleep(3.0)
     alive = sum(1 for p in held if not p.closed.done())
     results[-1] = alive
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{relay.port}/metrics") as resp,
+    ):
+        text = await resp.text()
+    results[-2] = float(
+        re.search(r'homeseal_relay_connections\{role="device"\} (\S+)', text).group(1)  # type: ignore[union-attr]
+    )
     for p in held:
         assert p.transport is not None
         p.transport.close()
@@ -280,13 +290,19 @@ async def idle_rss(relay: RelayProcess, idle: list[Endpoint], marks: list[int]) 
 # --- Mosquitto -------------------------------------------------------------------------
 
 
-async def mosquitto_throughput(workdir: Path, count: int, seconds: float) -> float:
+async def mosquitto_throughput(
+    workdir: Path, count: int, seconds: float
+) -> tuple[float, float, float]:
+    """(messages/s, broker CPU µs per message, client CPU µs per message)."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     port = free_port()
     conf = workdir / "mosquitto.conf"
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\nmax_connections -1\n"
         "persistence false\nlog_dest none\nmax_queued_messages 100000\n"
+        # Like the relay (aiohttp sets TCP_NODELAY): without it Nagle's algorithm and
+        # delayed ACKs stall the small ping-pong messages for tens of milliseconds.
+        "set_tcp_nodelay true\n"
     )
     proc = subprocess.Popen(  # noqa: ASYNC220
         [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -328,14 +344,18 @@ async def mosquitto_throughput(workdir: Path, count: int, seconds: float) -> flo
                 ctl.send_raw(to_dev)
         await asyncio.sleep(1.0)
         start_n, start = counter.n, time.perf_counter()
+        broker_cpu, client_cpu = cpu_seconds(proc.pid), time.process_time()
         await asyncio.sleep(seconds)
-        rate = (counter.n - start_n) / (time.perf_counter() - start)
+        messages = counter.n - start_n
+        rate = messages / (time.perf_counter() - start)
+        broker_us = (cpu_seconds(proc.pid) - broker_cpu) / messages * 1e6
+        client_us = (time.process_time() - client_cpu) / messages * 1e6
         counter.running = False
         await asyncio.sleep(0.5)
         for c in (*ctls, *devs):
             assert c.transport is not None
             c.transport.close()
-        return rate
+        return rate, broker_us, client_us
     finally:
         proc.terminate()
         proc.wait(10)
@@ -351,8 +371,9 @@ async def run(args: argparse.Namespace) -> None:
     marks = [100, 1000] if args.quick else [1000, 10000]
     if marks[-1] + 100 > hard:
         marks = [m for m in marks if m + 100 <= hard]
-    print(f"# relay benchmark: {pairs_n} pairs, {PAYLOAD}-byte payloads, {os.cpu_count()} CPUs, "
-          f"fd limit {hard}")  # fmt: skip
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"# relay benchmark: {pairs_n} pairs, {PAYLOAD}-byte payloads, {os.cpu_count()} CPUs "
+          f"(load average {load}), fd limit {hard}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         work = Path(tmp)
         (work / "fwd").mkdir()
@@ -375,6 +396,9 @@ async def run(args: argparse.Namespace) -> None:
             p50, p99, sent, got = await relay_latency(links, pairs, 5000, seconds)
             print(f"relay latency @5,000 frames/s:       p50 {p50:.2f} ms, p99 {p99:.2f} ms "
                   f"({got}/{sent} frames; goal p99 <= 5 ms)")  # fmt: skip
+            p50, p99, sent, got = await relay_latency(links, pairs, 1000, seconds)
+            print(f"relay latency @1,000 frames/s:       p50 {p50:.2f} ms, p99 {p99:.2f} ms "
+                  f"({got}/{sent} frames)")  # fmt: skip
             for ctl, dev in links:
                 for p in (ctl, dev):
                     assert p.transport is not None
@@ -389,12 +413,15 @@ async def run(args: argparse.Namespace) -> None:
             for mark in marks:
                 print(f"relay RSS per idle device @{mark:>6,}: {rss[mark]:.1f} KiB   "
                       "(goal <= 30 KiB)")  # fmt: skip
-            print(f"idle devices held after the run:     {int(rss[-1]):,} / {marks[-1]:,}")
+            print(f"idle devices held after the run:     {int(rss[-1]):,} / {marks[-1]:,} "
+                  f"(relay's gauge: {int(rss[-2]):,})")  # fmt: skip
         finally:
             relay.stop()
 
-        mq = await mosquitto_throughput(work, pairs_n, seconds)
+        mq, broker_us, mq_client_us = await mosquitto_throughput(work, pairs_n, seconds)
         print(f"mosquitto forwarded messages/s:      {mq:,.0f}")
+        print(f"  CPU per forwarded message:         mosquitto {broker_us:.1f} us, "
+              f"clients {mq_client_us:.1f} us")  # fmt: skip
         print(f"throughput ratio relay/mosquitto:    {fps / mq:.2f}   (goal >= 0.5)")
 
 

@@ -43,6 +43,11 @@ def _args(argv):
     return unix, opts
 
 
+def _fatal(msg):
+    print("homeseal: " + msg)
+    sys.exit(2)
+
+
 def main(argv):
     unix, opts = _args(argv)
     if unix:
@@ -51,18 +56,19 @@ def main(argv):
         from homeseal import hw
     import gc
 
-    from homeseal import device, memstat, store
-    from homeseal.errors import ConfigError
+    # The websocket buffers first, while the heap is still one piece; then the
+    # config, whose parser is unloaded before the rest of the firmware loads.
+    from homeseal import ws
 
-    memstat.enabled = opts["mem"]
+    bufs = ws.Buffers(4096)
+    from homeseal.errors import ConfigError
 
     try:
         from homeseal import config
 
         cfg = config.load(opts["config"])
     except ConfigError as e:
-        device.fatal("config error: %s" % e)
-    # The parser is only needed once: give its memory back.
+        _fatal("config error: %s" % e)
     del config
     sys.modules.pop("homeseal.config", None)
     try:
@@ -70,13 +76,18 @@ def main(argv):
     except AttributeError:
         pass
     gc.collect()
+
+    from homeseal import device, memstat, store
+
+    memstat.enabled = opts["mem"]
     try:
         st = store.Store(opts["state"])
-        dev = device.Device(cfg, st, hw, window_ms=opts["window"] or device.WINDOW_MS)
+        dev = device.Device(cfg, st, hw, window_ms=opts["window"] or device.WINDOW_MS, bufs=bufs)
     except ConfigError as e:
-        device.fatal("config error: %s" % e)
+        _fatal("config error: %s" % e)
     except store.StoreError as e:
-        device.fatal("state error: %s" % e)
+        _fatal("state error: %s" % e)
+    gc.collect()
     asyncio.run(dev.run(opts["control"]))
 
 

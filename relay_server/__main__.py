@@ -136,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
         "(default %(default)s)",
     )
     p.add_argument(
+        "--register-per-address",
+        type=int,
+        default=int(_env("REGISTER_PER_ADDRESS", str(int(lim.register_per_address.burst))) or 0),
+        help="registrations one client address may make at once; one more per minute after "
+        "that [HOMESEAL_RELAY_REGISTER_PER_ADDRESS] (default %(default)s)",
+    )
+    p.add_argument(
+        "--login-per-address",
+        type=int,
+        default=int(_env("LOGIN_PER_ADDRESS", str(int(lim.login_per_address.burst))) or 0),
+        help="login attempts one client address may make at once; one more every 3 s after "
+        "that [HOMESEAL_RELAY_LOGIN_PER_ADDRESS] (default %(default)s)",
+    )
+    p.add_argument(
         "--send-queue-kib",
         type=int,
         default=int(_env("SEND_QUEUE_KIB", str(lim.send_queue_bytes // 1024)) or 0),
@@ -158,6 +172,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     for name in ("token_days", "device_frame_rate", "account_frame_rate"):
         if getattr(args, name) <= 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+    if args.register_per_address < 1 or args.login_per_address < 1:
+        raise ConfigError("--register-per-address and --login-per-address must be ≥ 1")
     if args.max_connections_per_account < 1 or args.send_queue_kib < 16:
         raise ConfigError("--max-connections-per-account ≥ 1 and --send-queue-kib ≥ 16")
     lim = Limits()
@@ -167,6 +183,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         frames_per_device=RateLimit(args.device_frame_rate, 2 * args.device_frame_rate),
         frames_per_account=RateLimit(args.account_frame_rate, 2 * args.account_frame_rate),
         send_queue_bytes=args.send_queue_kib * 1024,
+        register_per_address=replace(lim.register_per_address, burst=args.register_per_address),
+        login_per_address=replace(lim.login_per_address, burst=args.login_per_address),
     )
     return Config(
         host=args.host,

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import time
@@ -180,8 +181,10 @@ class AccountService:
         if account is None or not ok:
             raise ServiceError("invalid_credentials", "wrong username or password")
         token = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
-        now = int(self._clock())
-        expires_at = now + self._config.token_lifetime_s
+        wall = self._clock()
+        now = int(wall)
+        # Round up: a token is valid for at least the configured lifetime.
+        expires_at = math.ceil(wall) + self._config.token_lifetime_s
         await self._storage.add_token(token_hash(token), account.account_id, now, expires_at)
         return token, expires_at
 

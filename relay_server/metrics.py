@@ -27,7 +27,7 @@ class RelayCollector(Collector):
         )
         conns.add_metric(["device"], len(router.devices))
         conns.add_metric(["controller"], len(router.controllers))
-        conns.add_metric(["unauthenticated"], stats.pending)
+        conns.add_metric(["unauthenticated"], len(router.pending))
         yield conns
         yield CounterMetricFamily(
             "homeseal_relay_frames_routed", "Frames forwarded", value=stats.frames_routed

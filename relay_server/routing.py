@@ -2,13 +2,13 @@
 
 The forwarding path is the hot path of the relay. For each SESSION/PAIR frame
 it reads the type byte and the destination id by slicing, checks the sender's
-frame budget and the route, and writes a websocket frame straight to the
-destination's transport: a prebuilt websocket header + the 11-byte relay
-header naming the source + the payload, joined in one write (the one copy of
-the payload; see _forward). The destination transport's
-write buffer is the bounded send queue: its high-water mark is set to
-`send_queue_bytes`, and a destination that lets it fill up is a slow consumer
-and is closed with 4004 instead of buffering without bound.
+frame budget and the route, and writes one websocket frame straight to the
+destination's transport: a prebuilt websocket header, the 11-byte relay header
+naming the source, and the payload, joined into one write (the only copy of
+the payload; see _forward). The destination transport's write buffer is the
+bounded send queue: its high-water mark is `send_queue_bytes`, and a
+destination that lets it fill up is a slow consumer, closed with 4004 instead
+of buffering without bound.
 """
 
 from __future__ import annotations
@@ -126,7 +126,6 @@ class Stats:
     drops: dict[str, int] = field(default_factory=dict)
     auth_failures: dict[str, int] = field(default_factory=dict)
     closes: dict[int, int] = field(default_factory=dict)
-    pending: int = 0  # connections not yet authenticated
 
     def drop(self, reason: str) -> None:
         self.drops[reason] = self.drops.get(reason, 0) + 1
@@ -153,6 +152,8 @@ class Router:
         self._pair_per_device = KeyedLimiter(limits.pair_start_per_device, clock)
         self._pair_per_account = KeyedLimiter(limits.pair_start_per_account, clock)
         self._tasks: set[asyncio.Task[None]] = set()
+        # Upgraded websockets still in the challenge-response (not yet a Conn).
+        self.pending: set[web.WebSocketResponse] = set()
         self.shutting_down = False
 
     # --- registry -------------------------------------------------------------
@@ -284,28 +285,37 @@ class Router:
             return
         conn.close_code = code
         self.stats.closes[code] = self.stats.closes.get(code, 0) + 1
-        task = asyncio.get_running_loop().create_task(self._close(conn, code))
-        conn.close_task = task
+        conn.close_task = self._spawn_close(conn.ws, conn.transport, code)
+
+    def _spawn_close(
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, code: int
+    ) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._close(ws, transport, code))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     @staticmethod
-    async def _close(conn: Conn, code: int) -> None:
+    async def _close(
+        ws: web.WebSocketResponse, transport: asyncio.Transport | None, code: int
+    ) -> None:
         try:
             async with asyncio.timeout(_CLOSE_GRACE_S):
-                await conn.ws.close(code=code, message=env.CLOSE_REASONS.get(code, b""))
+                await ws.close(code=code, message=env.CLOSE_REASONS.get(code, b""))
         except (TimeoutError, ConnectionError):
             pass
         finally:
             # A peer that does not read its close frame in time is cut off.
-            if conn.transport is not None and not conn.transport.is_closing():
-                conn.transport.abort()
+            if transport is not None and not transport.is_closing():
+                transport.abort()
 
     async def close_all(self, code: int) -> None:
         """Graceful shutdown: tell every peer (1012) and wait for the close handshakes."""
         self.shutting_down = True
         for conn in [*self.devices.values(), *self.controllers.values()]:
             self.close(conn, code)
+        for ws in list(self.pending):
+            self._spawn_close(ws, None, code)
         if self._tasks:
             await asyncio.wait(list(self._tasks))
 

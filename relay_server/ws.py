@@ -62,11 +62,11 @@ async def _endpoint(request: web.Request, role: str, session: Session | None) ->
         return json_error(503, "restarting", "the relay is restarting")
     await ws.prepare(request)
     stats = router.stats
-    stats.pending += 1
+    router.pending.add(ws)
     try:
         result = await _authenticate(request, ws, role)
     finally:
-        stats.pending -= 1
+        router.pending.discard(ws)
     if isinstance(result, int):
         if result in (env.CLOSE_AUTH_FAILED, env.CLOSE_AUTH_TIMEOUT):
             stats.auth_failures[role] = stats.auth_failures.get(role, 0) + 1

@@ -91,7 +91,7 @@ def random_setup_code() -> str:
     while True:
         code = f"{secrets.randbelow(10**8):08d}"
         try:
-            return ids.validate_setup_code(code)
+            return str(ids.validate_setup_code(code))
         except ValueError:
             continue
 

@@ -223,6 +223,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: HomeSealConfigEntry) ->
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
         await entry.runtime_data.hub.close()
+        await entry.runtime_data.store.async_flush()
     return unloaded
 
 

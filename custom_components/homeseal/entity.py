@@ -140,7 +140,7 @@ def async_setup_kind(
                 if info.kind == kind and prefix + info.key not in added
             ]
             if new:
-                added.update(prefix + e._info.key for e in new)  # noqa: SLF001
+                added.update(prefix + e._info.key for e in new)
                 async_add_entities(new, config_subentry_id=subentry_id)
 
     add_new()

@@ -59,5 +59,9 @@ class ControllerStore:
         if self._data.get("describe", {}).pop(device, None) is not None:
             self._store.async_delay_save(lambda: self._data, SAVE_DELAY)
 
+    async def async_flush(self) -> None:
+        """Write pending changes now (on unload: the next load must see them)."""
+        await self._store.async_save(self._data)
+
     async def async_remove(self) -> None:
         await self._store.async_remove()

@@ -72,7 +72,7 @@ def load_pairing(st):
 
 
 class Device:
-    def __init__(self, cfg, st, hw, log=log, window_ms=WINDOW_MS):
+    def __init__(self, cfg, st, hw, log=log, window_ms=WINDOW_MS, bufs=None):
         self.cfg = cfg
         self.st = st
         self.hw = hw
@@ -85,7 +85,7 @@ class Device:
         self.button = entities.PairingButton(pb, hw) if pb else None
         self._window_ms = window_ms
         self.pairing = None  # a pairing.Pairing while unpaired
-        self.relay = relay.Relay(cfg["relay"], self.priv, self.pub, self.id, log)
+        self.relay = relay.Relay(cfg["relay"], self.priv, self.pub, self.id, log, bufs)
         self.relay.on_frame = self._on_frame
         self.relay.on_up = self._on_up
         self.session = None
@@ -140,15 +140,18 @@ class Device:
         while True:
             await asyncio.sleep_ms(_TICK_MS)
             now = time.ticks_ms()
-            if self.pairing is not None:
-                self.pairing.tick(now)
-            if time.ticks_diff(now, next_state) >= 0:
-                next_state = time.ticks_add(now, interval)
-                if self.session is not None:
-                    await self._send_app(messages.state(self.ents.full_state()))
-            if self._next_e is None and self.controller_id is not None:
-                # Take the ephemeral key's cost now, not when HANDSHAKE1 arrives.
-                self._next_e = noise.generate_keypair()
+            try:
+                if self.pairing is not None:
+                    self.pairing.tick(now)
+                if time.ticks_diff(now, next_state) >= 0:
+                    next_state = time.ticks_add(now, interval)
+                    if self.session is not None:
+                        await self._send_app(messages.state(self.ents.full_state()))
+                if self._next_e is None and self.controller_id is not None:
+                    # Take the ephemeral key's cost now, not when HANDSHAKE1 arrives.
+                    self._next_e = noise.generate_keypair()
+            except Exception as e:
+                sys.print_exception(e)
             gc.collect()
 
     # ------------------------------------------------------------ relay frames
@@ -344,7 +347,3 @@ class Device:
             vals[k] = self.ents.value(k)
         await self._send_app(messages.state(vals))
 
-
-def fatal(msg):
-    print("homeseal: " + msg)
-    sys.exit(2)

@@ -2,6 +2,7 @@
 # description, its state value and the actions it accepts. `hw` is the module
 # homeseal.hw on a board or homeseal.hw_sim on the unix port.
 import asyncio
+import sys
 import time
 
 from micropython import const
@@ -293,11 +294,15 @@ class Entities:
         """Sample inputs forever; call on_change(keys) / on_button(event)."""
         while True:
             now = time.ticks_ms()
-            keys = self.poll(now)
-            if keys:
-                await on_change(keys)
-            if button is not None:
-                ev = button.poll(now)
-                if ev:
-                    await on_button(ev)
+            try:
+                keys = self.poll(now)
+                if keys:
+                    await on_change(keys)
+                if button is not None:
+                    ev = button.poll(now)
+                    if ev:
+                        await on_button(ev)
+            except Exception as e:
+                # Keep sampling whatever one pass ran into.
+                sys.print_exception(e)
             await asyncio.sleep_ms(_POLL_MS)

@@ -3,6 +3,7 @@
 # reconnection with jittered exponential backoff. Frames after AUTH_OK go to
 # the device through `on_frame(type, peer, payload)`.
 import asyncio
+import gc
 import os
 import sys
 import time
@@ -55,27 +56,58 @@ def auth_response(priv, pub, challenge, pinned=None):
     return pub + mac
 
 
+def _ca_certs(data):
+    """The DER certificates of a CA file (PEM with one or more blocks, or DER)."""
+    if b"-----BEGIN" not in data:
+        return [data]
+    import binascii
+
+    certs = []
+    b64 = None
+    for line in data.split(b"\n"):
+        line = line.strip()
+        if line.startswith(b"-----BEGIN"):
+            b64 = []
+        elif line.startswith(b"-----END"):
+            if b64 is not None:
+                certs.append(binascii.a2b_base64(b"".join(b64)))
+            b64 = None
+        elif b64 is not None:
+            b64.append(line)
+    return certs
+
+
 def _ssl_context(ca_path):
+    """A client context that verifies the relay against the configured CA.
+
+    Built explicitly: MicroPython's `ssl` wrapper defaults to CERT_NONE.
+    """
     try:
         import tls
+
+        wrapper = False
     except ImportError:
         import ssl as tls
+
+        wrapper = True
     ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
-    # Never rely on the default: MicroPython's ssl wrapper does not verify.
     ctx.verify_mode = tls.CERT_REQUIRED
     with open(ca_path, "rb") as f:
-        ca = f.read()
-    if ca.startswith(b"-----BEGIN"):
-        import binascii
-
-        lines = [x for x in ca.split(b"\n") if x and not x.startswith(b"-----")]
-        ca = binascii.a2b_base64(b"".join(lines))
-    ctx.load_verify_locations(cadata=ca)
+        certs = _ca_certs(f.read())
+    if not certs:
+        raise ValueError("no certificate in " + ca_path)
+    for der in certs:
+        # tls.SSLContext takes cadata positionally; the ssl wrapper's first
+        # positional argument is a file name.
+        if wrapper:
+            ctx.load_verify_locations(cadata=der)
+        else:
+            ctx.load_verify_locations(der)
     return ctx
 
 
 class Relay:
-    def __init__(self, rcfg, priv, pub, device_id, log):
+    def __init__(self, rcfg, priv, pub, device_id, log, bufs=None):
         self._cfg = rcfg
         self._priv = priv
         self._pub = pub
@@ -89,6 +121,7 @@ class Relay:
         self.connects = 0  # successful authentications, for logs and tests
         self.connect_started = 0  # ticks when the current connection's TCP connect began
         self._dead = False
+        self._bufs = bufs or ws.Buffers(envelope.MAX_FRAME)
 
     async def send(self, ftype, peer, payload=b""):
         """Send one frame; False when there is no connection (the frame is dropped)."""
@@ -105,7 +138,13 @@ class Relay:
         attempt = 0
         while True:
             t0 = time.ticks_ms()
-            code = await self._connect_once()
+            try:
+                code = await self._connect_once()
+            except Exception as e:
+                # Whatever went wrong (a bad CA file, a bug), the link retries.
+                self._log("relay link error")
+                sys.print_exception(e)
+                code = ws.CLOSE_ABNORMAL
             if self.connects and time.ticks_diff(time.ticks_ms(), t0) >= _STABLE_MS:
                 attempt = 0
             if code in (CLOSE_AUTH_FAILED, CLOSE_UNAUTHORIZED):
@@ -124,7 +163,8 @@ class Relay:
         try:
             if c["tls"] and self._ssl is None:
                 self._ssl = _ssl_context(c["ca"])
-            self.ws = await ws.connect(c["host"], c["port"], c["path"], SUBPROTOCOL, envelope.MAX_FRAME, self._ssl)
+            gc.collect()
+            self.ws = await ws.connect(c["host"], c["port"], c["path"], SUBPROTOCOL, self._bufs, self._ssl)
         except (OSError, ws.WSError) as e:
             self._log("relay connect failed: %s" % e)
             return code

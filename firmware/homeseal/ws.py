@@ -1,10 +1,11 @@
 # A small RFC 6455 websocket client over asyncio streams.
 #
-# Fixed buffers: one receive buffer for the reassembled message (the message
-# size cap), one read-ahead buffer, one send buffer. Nothing grows with what
-# the server sends: an oversized message closes with 1009 before it is read.
-# A message returned by recv() is a memoryview into the receive buffer and is
-# valid until the next recv().
+# Fixed buffers (Buffers, allocated once and reused by every connection): one
+# for the reassembled message (the message size cap), a read-ahead buffer, and
+# a small chunk buffer in which outgoing data is masked and written piece by
+# piece. Nothing grows with what the server sends: an oversized message closes
+# with 1009 before it is read. A message returned by recv() is a memoryview
+# into the receive buffer and is valid until the next recv().
 import asyncio
 import binascii
 import hashlib
@@ -27,6 +28,7 @@ CLOSE_TOO_BIG = const(1009)
 CLOSE_ABNORMAL = const(1006)  # never sent: "the connection dropped"
 
 _READ_AHEAD = const(512)
+_CHUNK = const(256)  # outgoing frames are masked and written in pieces this big
 _MAX_HANDSHAKE = const(2048)  # bytes of HTTP response headers we accept
 _CLOSE_WAIT_MS = const(2000)
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -89,20 +91,33 @@ def accept_key(key):
     return binascii.b2a_base64(digest).strip()
 
 
+class Buffers:
+    """The connection's buffers, allocated once (at boot) so that reconnecting
+    never needs a large contiguous block of a fragmented heap."""
+
+    def __init__(self, max_message):
+        self.msg = bytearray(max_message)
+        self.ra = bytearray(_READ_AHEAD)
+        self.ctl = bytearray(125)
+        self.hdr = bytearray(8)
+        self.out = bytearray(_CHUNK)
+
+
 class WebSocket:
-    def __init__(self, reader, writer, max_message):
+    def __init__(self, reader, writer, bufs):
         self._r = reader
         self._w = writer
-        self._msg = bytearray(max_message)
+        self._msg = bufs.msg
         self._mmv = memoryview(self._msg)
-        self._ra = bytearray(_READ_AHEAD)
+        self._ra = bufs.ra
         self._ramv = memoryview(self._ra)
         self._ra_start = 0
         self._ra_end = 0
-        self._hdr = bytearray(8)
-        self._ctl = bytearray(125)
-        self._out = bytearray(max_message + 14)
+        self._hdr = bufs.hdr
+        self._ctl = bufs.ctl
+        self._out = bufs.out
         self._omv = memoryview(self._out)
+        self._max_send = len(bufs.msg)
         self._lock = asyncio.Lock()
         self.close_sent = False
         self.closed = False
@@ -248,7 +263,7 @@ class WebSocket:
         if self.closed or (self.close_sent and op != OP_CLOSE):
             raise WSClosed("connection closed")
         n = len(data) + (len(data2) if data2 is not None else 0)
-        if n > len(self._out) - 14:
+        if n > self._max_send:
             raise WSError("message too big to send", CLOSE_TOO_BIG)
         async with self._lock:
             out = self._out
@@ -256,33 +271,38 @@ class WebSocket:
             if n < 126:
                 out[1] = 0x80 | n
                 i = 2
-            elif n < 65536:
+            else:
                 out[1] = 0x80 | 126
                 out[2] = n >> 8
                 out[3] = n & 0xFF
                 i = 4
-            else:
-                raise WSError("message too big to send", CLOSE_TOO_BIG)
             mask = os.urandom(4)
             out[i : i + 4] = mask
             i += 4
             j = 0
-            for part in (data, data2):
-                if part is None:
-                    continue
-                for b in part:
-                    out[i] = b ^ mask[j & 3]
-                    i += 1
-                    j += 1
             self.tx_since = time.ticks_ms()
             try:
-                self._w.write(self._omv[0:i])
-                await self._w.drain()
+                for part in (data, data2):
+                    if part is None:
+                        continue
+                    for b in part:
+                        out[i] = b ^ mask[j & 3]
+                        i += 1
+                        j += 1
+                        if i == _CHUNK:
+                            await self._write(i)
+                            i = 0
+                if i:
+                    await self._write(i)
             except OSError as e:
                 self._shutdown()
                 raise WSClosed("send failed: %s" % e)
             finally:
                 self.tx_since = None
+
+    async def _write(self, n):
+        self._w.write(self._omv[0:n])
+        await self._w.drain()
 
     async def _send_close(self, code):
         if self.close_sent or self.closed:
@@ -324,7 +344,7 @@ class WebSocket:
                 pass
 
 
-async def connect(host, port, path, subprotocol, max_message, ssl_ctx=None, timeout_ms=10000):
+async def connect(host, port, path, subprotocol, bufs, ssl_ctx=None, timeout_ms=10000):
     """Open a websocket; raises WSError (or OSError) on any failure."""
     try:
         reader, writer = await asyncio.wait_for_ms(
@@ -333,7 +353,13 @@ async def connect(host, port, path, subprotocol, max_message, ssl_ctx=None, time
         )
     except asyncio.TimeoutError:
         raise WSError("connect timed out")
-    ws = WebSocket(reader, writer, max_message)
+    try:
+        # TCP_NODELAY (IPPROTO_TCP 6, option 1): small frames go out at once
+        # instead of waiting for the relay's delayed ACK.
+        writer.s.setsockopt(6, 1, 1)
+    except (AttributeError, OSError):
+        pass
+    ws = WebSocket(reader, writer, bufs)
     try:
         await asyncio.wait_for_ms(_handshake(ws, host, port, path, subprotocol, ssl_ctx), timeout_ms)
     except asyncio.TimeoutError:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import pytest_socket
+import pytest_socket  # type: ignore[import-untyped]
 
 from .harness import Controller, DeviceProcess, RelayProcess, new_account
 

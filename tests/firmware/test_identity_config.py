@@ -103,7 +103,7 @@ def _entities(*patches: tuple[int, dict[str, Any]]) -> list[dict[str, Any]]:
     return ents
 
 
-CONFIG_ERRORS = [
+CONFIG_ERRORS: list[tuple[str, Any, str | None, str]] = [
     ("not json", None, "{relay:", "config.json: is not valid JSON"),
     ("no relay", {"entities": []}, None, "relay: is required"),
     ("http url", _config(relay={"url": "http://x/ws"}), None,

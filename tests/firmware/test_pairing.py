@@ -107,7 +107,9 @@ async def test_wrong_codes_are_counted_durably_and_close_the_window(
     _, _, params = await controller.recv((FrameType.PAIR,))
     assert params[0] == 0x02
     assert params[-1] == 18
-    await controller.send(FrameType.PAIR, dev.device_id, attempt.receive(params))
+    pake1 = attempt.receive(params)
+    assert pake1 is not None
+    await controller.send(FrameType.PAIR, dev.device_id, pake1)
     _, _, pake2 = await controller.recv((FrameType.PAIR,))
     assert pake2[0] == 0x04
     assert len(pake2) == 98
@@ -209,3 +211,19 @@ async def test_unpair_from_the_session_and_factory_reset(
     # The device key survives a factory reset: the label stays valid.
     assert dev.public_key == device_pub
     assert await controller.pair(dev.device_id, CODE) == device_pub
+
+
+async def test_the_window_closes_after_its_time(
+    make_device: Callable[..., DeviceProcess], controller: Controller
+) -> None:
+    # 15 minutes in the field; main.py --window-seconds shortens it for tests.
+    dev = make_device(args=["--window-seconds", "2"])
+    provision(dev.state, CODE)
+    dev.start()
+    await dev.wait_log("relay connected")
+    await dev.wait_log("pairing window closed: timeout", within=5)
+    with pytest.raises(NotInPairingMode):
+        await controller.pair(dev.device_id, CODE)
+    await dev.hold_button(500)
+    await dev.wait_log("pairing window open attempts_left=20", count=2)
+    assert await controller.pair(dev.device_id, CODE) == dev.public_key

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Callable
 
 from custom_components.homeseal.client.envelope import FrameType
@@ -21,15 +22,17 @@ from .harness import (
     DeviceProcess,
     SessionClient,
     provision,
+    write_config,
 )
 
 CODE = "40961357"
 
 
 async def paired(
-    make_device: Callable[..., DeviceProcess], ctl: Controller
+    make_device: Callable[..., DeviceProcess], ctl: Controller, state_interval: int = 60
 ) -> tuple[DeviceProcess, bytes]:
     dev = make_device()
+    write_config(dev.config, dev.relay_url, state_interval=state_interval)
     provision(dev.state, CODE)
     dev.start()
     await dev.wait_log("relay connected")
@@ -41,8 +44,9 @@ async def paired(
 async def test_describe_state_and_commands_for_every_entity(
     make_device: Callable[..., DeviceProcess], controller: Controller
 ) -> None:
-    dev, device_pub = await paired(make_device, controller)
+    dev, device_pub = await paired(make_device, controller, state_interval=5)
     s = await controller.open_session(dev.device_id, device_pub)
+    opened = time.monotonic()
 
     assert s.describe is not None
     assert s.describe["fw"]
@@ -127,6 +131,14 @@ async def test_describe_state_and_commands_for_every_entity(
     # ping / pong
     await s.send_app({"t": "ping", "id": 77})
     assert await s.wait_for("pong") == {"t": "pong", "id": 77}
+
+    # The slow periodic push: every entity, every state_interval (5 s here).
+    full = await s.wait_for("state", within=8)
+    while len(full["s"]) < len(ENTITIES):
+        full = await s.wait_for("state", within=8)
+    assert time.monotonic() - opened >= 4.5
+    assert full["s"]["lamp"] == {"on": True, "brightness": 128}
+    assert full["s"]["chip"] == 31.5
     assert dev.alive
 
 

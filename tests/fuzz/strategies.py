@@ -33,8 +33,7 @@ def frames(draw: st.DrawFn, types: tuple[int, ...] = FRAME_TYPES) -> bytes:
     ftype = draw(st.sampled_from(types) | st.integers(0, 255))
     peer = draw(ids)
     size = draw(
-        st.sampled_from([0, 1, 2, 33, 48, 64, MAX_FRAME - 11, MAX_FRAME - 10])
-        | st.integers(0, 200)
+        st.sampled_from([0, 1, 2, 33, 48, 64, MAX_FRAME - 11, MAX_FRAME - 10]) | st.integers(0, 200)
     )
     payload = draw(st.binary(min_size=min(size, 200), max_size=min(size, 200)))
     if size > 200:

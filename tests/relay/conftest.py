@@ -3,6 +3,7 @@ SQLite file and key file in tmp_path, an HTTP client, and account helpers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -142,6 +143,13 @@ async def relay_factory(tmp_path: Path) -> AsyncIterator[RelayFactory]:
 @pytest.fixture
 async def relay(relay_factory: RelayFactory) -> Relay:
     return await relay_factory()  # type: ignore[no-any-return]
+
+
+async def eventually(predicate: Callable[[], bool], wait_s: float = 5.0) -> None:
+    """Poll until the relay's state catches up (a close is handled on its own task)."""
+    async with asyncio.timeout(wait_s):
+        while not predicate():  # noqa: ASYNC110 (state of another task, no event to wait on)
+            await asyncio.sleep(0.01)
 
 
 @dataclass

@@ -52,7 +52,14 @@ def run_relay_expecting_failure(tmp_path: Path, *args: str, port: int | None = N
 
 
 class RelayProcess:
-    def __init__(self, tmp_path: Path, *extra: str, tls_ca: Path | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        *extra: str,
+        tls_ca: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.env = env or {}
         self.tmp_path = tmp_path
         self.port = free_port()
         self.extra = extra
@@ -67,9 +74,10 @@ class RelayProcess:
 
     async def start(self, http: aiohttp.ClientSession, wait_s: float = 30) -> None:
         cmd = relay_command(self.tmp_path, self.port, *self.extra)
-        if not any(a in self.extra for a in ("--tls-cert", "--behind-proxy")):
+        if not any(a in self.extra for a in ("--tls-cert", "--behind-proxy")) and not self.env:
             cmd.append("--plain-http")
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOMESEAL_RELAY_")}
+        env.update(self.env)
         with self.log_path.open("ab") as log:
             # Popen only forks; the readiness wait below polls without blocking.
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, env=env)  # noqa: ASYNC220

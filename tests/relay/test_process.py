@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import re
 import socket
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,8 +21,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from relay_server.envelope import format_id
+from tests.support import ROOT
 
-from .client import ROLE_CONTROLLER, ROLE_DEVICE, SESSION, Endpoint, connect, pair_and_claim
+from .client import (
+    ROLE_CONTROLLER,
+    ROLE_DEVICE,
+    SESSION,
+    Endpoint,
+    connect,
+    open_ws,
+    pair_and_claim,
+)
 from .conftest import PASSWORD
 from .process import RelayProcess, free_port, run_relay_expecting_failure
 
@@ -133,7 +145,43 @@ def test_key_file_must_be_private(tmp_path: Path) -> None:
     assert "does not hold 32 hex-encoded bytes" in err
 
 
+def test_help_documents_every_option(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "relay_server", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    for option in ("--host", "--port", "--db", "--key-file", "--tls-cert", "--tls-key",
+                   "--behind-proxy", "--plain-http", "--log-level", "--token-days"):  # fmt: skip
+        assert option in proc.stdout
+    env_vars = re.findall(r"HOMESEAL_RELAY_[A-Z_]+", proc.stdout.replace("\n", ""))
+    assert len(set(env_vars)) == proc.stdout.count("\n  --")  # one per option (not -h)
+
+
 # --- running ----------------------------------------------------------------------
+
+
+async def test_environment_configures_relay(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    relay = RelayProcess(
+        tmp_path,
+        env={"HOMESEAL_RELAY_PLAIN_HTTP": "1", "HOMESEAL_RELAY_REGISTER_PER_ADDRESS": "1"},
+    )
+    await relay.start(http)
+    try:
+        statuses = [
+            (
+                await post(
+                    http, relay.base + "/api/v1/accounts", {"username": n, "password": PASSWORD}
+                )
+            )[0]
+            for n in ("envone", "envtwo")
+        ]
+        assert statuses == [201, 429]
+    finally:
+        assert await relay.stop() == 0
 
 
 async def test_key_file_created_once_and_reused(
@@ -183,6 +231,7 @@ async def test_graceful_shutdown(tmp_path: Path, http: aiohttp.ClientSession) ->
     ctl = await connect(http, relay.ws_base, controller, token)
     dev = await connect(http, relay.ws_base, device)
     await pair_and_claim(ctl, controller.id, dev, device.id)
+    unauthenticated = await open_ws(http, relay.ws_base + "/ws/device")
     # A registration (scrypt: tens of ms) is in flight when SIGTERM arrives: it completes.
     pending = asyncio.create_task(
         post(http, relay.base + "/api/v1/accounts", {"username": "inflight", "password": PASSWORD})
@@ -196,6 +245,7 @@ async def test_graceful_shutdown(tmp_path: Path, http: aiohttp.ClientSession) ->
     frames = await ctl.expect_close(1012, wait_s=10)
     assert all(f.type == SESSION for f in frames)
     await dev.expect_close(1012, wait_s=10)
+    await unauthenticated.expect_close(1012, wait_s=10)
     assert await relay.wait() == 0
     await relay.start(http)
     status, _ = await post(

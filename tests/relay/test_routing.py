@@ -24,7 +24,7 @@ from .client import (
     open_ws,
     pair_and_claim,
 )
-from .conftest import PASSWORD, Relay, RelayFactory, claimed_pair
+from .conftest import PASSWORD, Relay, RelayFactory, claimed_pair, eventually
 
 PEER_OFFLINE, NOT_PERMITTED, RATE_LIMITED, NOT_CLAIMABLE = b"\x01", b"\x02", b"\x03", b"\x04"
 
@@ -258,7 +258,7 @@ async def test_token_expiry_closes_controller(relay_factory: RelayFactory) -> No
     relay = await relay_factory(token_lifetime_s=1)
     token = await relay.account("ephemeral")
     _, ctl = await relay.controller(token)
-    await ctl.expect_close(4007, wait_s=3)
+    await ctl.expect_close(4007, wait_s=4)
 
 
 async def test_replacement(relay: Relay) -> None:
@@ -289,7 +289,7 @@ async def test_connection_cap_per_account(relay_factory: RelayFactory) -> None:
     await third.send_raw(Endpoint(ROLE_CONTROLLER).respond(third.challenge))
     await third.expect_close(4006)
     await first.close()
-    await asyncio.sleep(0.05)
+    await eventually(lambda: len(relay.router.controllers) == 1)
     _, fourth = await relay.controller(token)
     assert (await fourth.expect_silence()) is None
     for link in (second, fourth):

@@ -3,7 +3,6 @@ and the relay keeps serving everybody else."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
@@ -24,7 +23,7 @@ from .client import (
     SESSION,
     open_ws,
 )
-from .conftest import Relay, RelayFactory, claimed_pair
+from .conftest import Relay, RelayFactory, claimed_pair, eventually
 
 BAD_FROM_EITHER = [
     (b"\x20" + bytes(9), 4000),  # 10 bytes: shorter than the header
@@ -86,7 +85,8 @@ async def test_max_frame_passes_intact(relay: Relay) -> None:
 
 
 async def test_device_flood_is_closed(relay_factory: RelayFactory) -> None:
-    relay = await relay_factory(limits={"frames_per_device": RateLimit(50, 100)})
+    # A slow refill keeps the count exact enough on a busy machine.
+    relay = await relay_factory(limits={"frames_per_device": RateLimit(2, 100)})
     flooder = await claimed_pair(relay, "flooder")
     bystander = await claimed_pair(relay, "calm")
     for _ in range(150):
@@ -101,12 +101,13 @@ async def test_device_flood_is_closed(relay_factory: RelayFactory) -> None:
         if frame.type == PRESENCE:
             break
         received += 1
-    assert 100 <= received < 150  # the burst passed, the rest did not
+    # The burst (less the pairing frames already sent) passed, the rest did not.
+    assert 95 <= received <= 110
     await bystander.assert_routes()
 
 
 async def test_account_flood_is_closed(relay_factory: RelayFactory) -> None:
-    relay = await relay_factory(limits={"frames_per_account": RateLimit(50, 100)})
+    relay = await relay_factory(limits={"frames_per_account": RateLimit(2, 100)})
     flooder = await claimed_pair(relay, "accountflood")
     bystander = await claimed_pair(relay, "quiet")
     for _ in range(150):
@@ -119,14 +120,14 @@ async def test_account_flood_is_closed(relay_factory: RelayFactory) -> None:
 
 async def test_error_flood_is_limited(relay_factory: RelayFactory) -> None:
     """Frames that only earn ERROR answers count against the budget too."""
-    relay = await relay_factory(limits={"frames_per_device": RateLimit(20, 40)})
+    relay = await relay_factory(limits={"frames_per_device": RateLimit(1, 40)})
     pair = await claimed_pair(relay, "errorflood")
     for _ in range(60):
         if pair.dev.ws.closed:
             break
         await pair.dev.send(SESSION, bytes(10), b"\x03")
     frames = await pair.dev.expect_close(4005)
-    assert 30 <= len(frames) <= 40
+    assert 35 <= len(frames) <= 45  # the burst, less the pairing frames
     assert {f.type for f in frames} == {ERROR}
 
 
@@ -159,15 +160,13 @@ async def test_relay_survives_abrupt_disconnects(relay: Relay) -> None:
         pair = await claimed_pair(relay, f"abrupt{_}")
         for link in (pair.dev, pair.ctl):
             link.ws._response.connection.transport.abort()  # type: ignore[union-attr]
-    await asyncio.sleep(0.1)
+    await eventually(lambda: len(relay.router.devices) == len(relay.router.controllers) == 1)
     await bystander.assert_routes()
-    assert len(relay.router.devices) == 1
-    assert len(relay.router.controllers) == 1
 
 
 async def test_silent_peer_is_dropped(relay_factory: RelayFactory) -> None:
     """A device that stops answering pings (half-open link) is dropped after the heartbeat."""
-    relay = await relay_factory(heartbeat_s=0.4)
+    relay = await relay_factory(heartbeat_s=1.0)
     pair = await claimed_pair(relay, "heartbeat")
     device = pair.device
     silent = await open_ws(relay.http, relay.ws_base + "/ws/device", autoping=False)

@@ -23,6 +23,7 @@ from .messages import (
     Command,
     Describe,
     EntityInfo,
+    LightState,
     MessageError,
     Ping,
     Pong,
@@ -205,10 +206,7 @@ class DeviceLink:
     def start_handshake(self) -> None:
         # One handshake at a time: a second HANDSHAKE1 would make the device's answer
         # to the first one look like a failed handshake (and so on, forever).
-        if (
-            self.state in (LinkState.KEY_MISMATCH, LinkState.HANDSHAKING)
-            or not self._relay_up
-        ):
+        if self.state in (LinkState.KEY_MISMATCH, LinkState.HANDSHAKING) or not self._relay_up:
             return
         self._cancel_timer()
         self._fail_pending(DeviceOffline("a new session is starting"))
@@ -408,8 +406,23 @@ class DeviceLink:
     async def command(
         self, key: str, action: str, brightness: int | None = None, time_limit: float | None = None
     ) -> None:
-        """Send a command and wait for the device's result."""
+        """Send a command and wait for the device's result.
+
+        `ok` means the device carried the action out, so the value it implies is applied
+        at once; the `state` the device pushes next confirms it (or corrects it).
+        """
         await self._request(Command(self._next_id(), key, action, brightness), time_limit)
+        kind = next((e.kind for e in self.entities if e.key == key), None)
+        current = self.values.get(key)
+        if kind == "switch" and action in ("turn_on", "turn_off"):
+            self.values[key] = action == "turn_on"
+        elif kind == "light" and action in ("turn_on", "turn_off"):
+            level = current.brightness if isinstance(current, LightState) else 255
+            self.values[key] = LightState(action == "turn_on", brightness or level)
+        else:
+            return
+        if self.values[key] != current:
+            self._notify()
 
     async def unpair(self, time_limit: float | None = None) -> None:
         """Ask the device to forget this controller."""

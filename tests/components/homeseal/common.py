@@ -65,13 +65,13 @@ async def finish_progress(hass: HomeAssistant, result: dict[str, object]) -> dic
     assert result["progress_action"] == "pairing"
     assert result["step_id"] == "pair"
     flow_id = result["flow_id"]
-    flow = hass.config_entries.subentries._progress[flow_id]  # noqa: SLF001
+    flow = hass.config_entries.subentries._progress[flow_id]
 
     def done() -> bool:
         task = getattr(flow, "_task", None)
         return task is None or task.done()
 
-    await wait_for(done, timeout=60)
+    await wait_for(done, limit=60)
     await hass.async_block_till_done()
     return dict(await hass.config_entries.subentries.async_configure(flow_id))
 
@@ -96,17 +96,18 @@ def entity_ids(hass: HomeAssistant, subentry_id: str) -> list[str]:
     )
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 30) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
+async def wait_for(predicate: Callable[[], bool], limit: float = 30) -> None:
+    """Poll until true: state arrives from other processes, there is no event to await."""
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
 
 
-async def wait_available(hass: HomeAssistant, entity_ids: list[str], available: bool = True) -> None:
+async def wait_available(
+    hass: HomeAssistant, entity_ids: list[str], available: bool = True
+) -> None:
     def check() -> bool:
         states = [hass.states.get(e) for e in entity_ids]
-        return all(
-            s is not None and (s.state != STATE_UNAVAILABLE) == available for s in states
-        )
+        return all(s is not None and (s.state != STATE_UNAVAILABLE) == available for s in states)
 
     await wait_for(check)

@@ -173,7 +173,7 @@ def run_in_thread(fn: Callable[[], object]) -> None:
     def target() -> None:
         try:
             fn()
-        except BaseException as err:  # noqa: BLE001
+        except BaseException as err:
             errors.append(err)
 
     thread = threading.Thread(target=target, name="homeseal-test-plumbing")
@@ -217,6 +217,7 @@ class RelayProcess:
     relay: subprocess.Popen[bytes] | None = None
     proxy: subprocess.Popen[bytes] | None = None
     uses: int = 0
+    extra_args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -248,6 +249,7 @@ class RelayProcess:
                     "--behind-proxy",
                     "--log-level",
                     "WARNING",
+                    *self.extra_args,
                 ],
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
@@ -260,7 +262,13 @@ class RelayProcess:
     def start_proxy(self) -> tuple[subprocess.Popen[bytes], int]:
         """A TLS proxy process in front of the relay; returns it and its port."""
         proxy = subprocess.Popen(
-            [sys.executable, str(HERE / "tls_proxy.py"), str(self.tls.cert), str(self.tls.key), str(self.port)],
+            [
+                sys.executable,
+                str(HERE / "tls_proxy.py"),
+                str(self.tls.cert),
+                str(self.tls.key),
+                str(self.port),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
@@ -291,7 +299,7 @@ class RelayProcess:
             self.proxy = None
 
 
-class _sockets:  # noqa: N801
+class _sockets:
     """Sockets are blocked by the HA test plugin; fixtures that start processes and
     wait for their ports need them briefly."""
 
@@ -334,8 +342,6 @@ def relay(relay_process: RelayProcess, socket_enabled: None) -> RelayProcess:
         relay_process.uses = 0
     relay_process.uses += 1
     return relay_process
-
-
 
 
 # ---- simulated devices: the real firmware on the MicroPython unix port -------------------
@@ -478,9 +484,7 @@ class SimDevice:
 
 
 @pytest.fixture
-def make_device(
-    relay: RelayProcess, tmp_path: Path
-) -> Iterator[Callable[..., SimDevice]]:
+def make_device(relay: RelayProcess, tmp_path: Path) -> Iterator[Callable[..., SimDevice]]:
     """Start simulated devices (real firmware) connected to the test's relay."""
     devices: list[SimDevice] = []
 

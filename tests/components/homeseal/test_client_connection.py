@@ -111,7 +111,7 @@ async def _run_until(client: Client, predicate: Callable[[], bool]) -> None:
     task = asyncio.create_task(client.conn.run())
     try:
         async with asyncio.timeout(10):
-            while not predicate():
+            while not predicate():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
     finally:
         task.cancel()
@@ -144,14 +144,14 @@ async def test_frames_dispatched_and_sent(
     assert await client.conn.wait_connected(5)
     await client.conn.send(FrameType.SESSION, PEER, b"hello")
     async with asyncio.timeout(5):
-        while not received:
+        while not received:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     assert received == [b"\x20" + PEER + b"hello"]
     assert client.frames == [Frame(FrameType.PRESENCE, PEER, b"\x01")]
     assert client.states == [True]
     await client.conn.close()
     async with asyncio.timeout(5):
-        while client.states != [True, False]:
+        while client.states != [True, False]:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -261,7 +261,7 @@ async def test_rejected_upgrade_stops(fake_relay: tuple[FakeRelay, str], client:
     relay.reject_upgrade = 500
     task = asyncio.create_task(client.conn.run())
     async with asyncio.timeout(5):
-        while client.conn.attempt < 3:
+        while client.conn.attempt < 3:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -204,8 +204,8 @@ async def test_tampered_transport_ends_session(harness: Harness) -> None:
         await pending
     assert h.link.values["relay1"] is False
     # A new handshake follows (after a short backoff).
-    h.link._failures = -10  # noqa: SLF001  # make the backoff tiny for the test
-    h.link._retry_later()  # noqa: SLF001
+    h.link._failures = -10  # make the backoff tiny for the test
+    h.link._retry_later()
     assert (await h.sent())[0] == 0x01
 
 
@@ -240,7 +240,7 @@ async def test_stale_and_unexpected_frames(harness: Harness) -> None:
     # TRANSPORT with no session at all: RESET no_session, then a handshake.
     h.link.relay_error(RelayError.PEER_OFFLINE)
     assert h.link.state is LinkState.OFFLINE
-    h.link._cancel_timer()  # noqa: SLF001
+    h.link._cancel_timer()
     h.link.session_frame(h.device.transport({"t": "ping", "id": 1}))
     assert await h.sent() == encode_reset(ResetReason.NO_SESSION)
     assert (await h.sent())[0] == 0x01
@@ -288,15 +288,15 @@ async def test_handshake_timeout_retries(harness: Harness) -> None:
     assert (await h.sent())[0] == 0x01
     await asyncio.sleep(0.4)  # handshake_timeout is 0.3 s
     assert h.link.state is LinkState.OFFLINE
-    assert h.link._handshake_timer is not None  # noqa: SLF001  # a retry is scheduled
+    assert h.link._handshake_timer is not None  # a retry is scheduled
     h.link.relay_down()
-    assert h.link._handshake_timer is None  # noqa: SLF001
+    assert h.link._handshake_timer is None
 
 
 async def test_relay_up_waits_briefly_for_presence(harness: Harness) -> None:
     h = harness
     h.link.relay_up()
     assert h.outbox.empty()  # PRESENCE normally comes right after AUTH_OK
-    h.link._handshake_timer.cancel()  # noqa: SLF001
-    h.link._handshake_if_idle()  # noqa: SLF001  # ... and if it does not, try anyway
+    h.link._handshake_timer.cancel()
+    h.link._handshake_if_idle()  # ... and if it does not, try anyway
     assert (await h.sent())[0] == 0x01

@@ -67,7 +67,11 @@ async def test_sign_in_and_already_configured(hass: HomeAssistant, relay: RelayP
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     # The same account again (sign in this time, username in another case): refused.
-    again = {**user, CONF_ACCOUNT_ACTION: ACTION_SIGN_IN, CONF_USERNAME: user[CONF_USERNAME].upper()}
+    again = {
+        **user,
+        CONF_ACCOUNT_ACTION: ACTION_SIGN_IN,
+        CONF_USERNAME: user[CONF_USERNAME].upper(),
+    }
     result = await hass.config_entries.flow.async_configure(await _start(hass), again)
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
@@ -111,7 +115,10 @@ async def test_sign_in_with_fingerprint(hass: HomeAssistant, relay: RelayProcess
             {CONF_CA_PEM: "invalid_ca"},
         ),
         ({CONF_CA_PEM: None, CONF_FINGERPRINT: "abcd"}, {CONF_FINGERPRINT: "invalid_fingerprint"}),
-        ({CONF_CA_PEM: None, CONF_FINGERPRINT: "zz" * 32}, {CONF_FINGERPRINT: "invalid_fingerprint"}),
+        (
+            {CONF_CA_PEM: None, CONF_FINGERPRINT: "zz" * 32},
+            {CONF_FINGERPRINT: "invalid_fingerprint"},
+        ),
         ({CONF_FINGERPRINT: "00" * 32}, {"base": "ca_and_fingerprint"}),
         ({CONF_CA_PEM: None}, {"base": "tls_not_trusted"}),
         ({CONF_CA_PEM: None, CONF_FINGERPRINT: "11" * 32}, {"base": "tls_not_trusted"}),

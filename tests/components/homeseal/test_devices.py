@@ -9,17 +9,17 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from homeassistant.components.binary_sensor import BinarySensorDeviceClass
 from homeassistant.components.light import ATTR_BRIGHTNESS
+from homeassistant.components.repairs import repairs_flow_manager
 from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.const import ATTR_ENTITY_ID, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import device_registry as dr, issue_registry as ir
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import issue_registry as ir
 from homeassistant.setup import async_setup_component
-from homeassistant.components.repairs import repairs_flow_manager
 
 from custom_components.homeseal import diagnostics
 from custom_components.homeseal.client.envelope import Frame, FrameType
@@ -193,7 +193,7 @@ async def test_key_mismatch_raises_repair(
     link = next(iter(hub.links.values()))
     pinned = link.device_static_pub
     other_key = X25519PrivateKey.generate().public_key().public_bytes_raw()
-    hub._on_frame(  # noqa: SLF001  # as the (untrusted) relay would deliver it
+    hub._on_frame(  # as the (untrusted) relay would deliver it
         Frame(FrameType.SESSION, link.device_id, encode_reset(2, other_key))
     )
     issue_id = f"key_mismatch_{device.device_id.replace('-', '')}"
@@ -255,7 +255,9 @@ async def test_diagnostics_redact_secrets(
     assert device_data["device"]["model"] == "sim-1"
     hub_device = dr.async_get(hass).async_get_device(identifiers={(DOMAIN, entry.entry_id)})
     assert hub_device is not None
-    assert (await diagnostics.async_get_device_diagnostics(hass, entry, hub_device))["device"] is None
+    assert (await diagnostics.async_get_device_diagnostics(hass, entry, hub_device))[
+        "device"
+    ] is None
 
 
 async def test_entities_from_cache_after_restart(
@@ -283,7 +285,7 @@ async def test_bad_cached_describe_is_ignored(
     entry = await setup_account(hass, relay)
     store = entry.runtime_data.store
     assert store.cached_describe("aaaa-aaaa-aaaa-aaaa") is None
-    store._data["describe"] = {  # noqa: SLF001
+    store._data["describe"] = {
         "aaaa-aaaa-aaaa-aaaa": "not json",
         "bbbb-bbbb-bbbb-bbbb": '{"t":"ping","id":1}',
     }
@@ -291,7 +293,7 @@ async def test_bad_cached_describe_is_ignored(
     assert store.cached_describe("bbbb-bbbb-bbbb-bbbb") is None
     store.forget_device("aaaa-aaaa-aaaa-aaaa")
     store.forget_device("cccc-cccc-cccc-cccc")
-    assert "aaaa-aaaa-aaaa-aaaa" not in store._data["describe"]  # noqa: SLF001
+    assert "aaaa-aaaa-aaaa-aaaa" not in store._data["describe"]
 
 
 def test_unknown_device_classes_are_dropped() -> None:

@@ -29,11 +29,13 @@ from .conftest import PASSWORD, RelayProcess, free_port, run_in_thread
 async def _logout(relay: RelayProcess, token: str) -> None:
     """Revoke a token at the relay, as another client of the account could."""
     connector = aiohttp.TCPConnector(ssl=False)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.delete(
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.delete(
             f"{relay.url}/api/v1/tokens/current", headers={"Authorization": f"Bearer {token}"}
-        ) as response:
-            assert response.status == 204
+        ) as response,
+    ):
+        assert response.status == 204
 
 
 async def _reconfigure(hass: HomeAssistant, entry: ConfigEntry) -> dict[str, Any]:
@@ -115,7 +117,9 @@ async def test_revoked_token_at_setup_starts_reauth(
     assert [f["context"]["source"] for f in flows] == [SOURCE_REAUTH]
     flow_id = flows[0]["flow_id"]
 
-    result = await hass.config_entries.flow.async_configure(flow_id, {CONF_PASSWORD: "wrong password"})
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, {CONF_PASSWORD: "wrong password"}
+    )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "invalid_auth"}
     old_token = entry.data[CONF_TOKEN]
@@ -144,7 +148,7 @@ async def test_reconnects_after_relay_restart(hass: HomeAssistant, relay: RelayP
     run_in_thread(relay.stop_relay)
     await wait_for(lambda: not hub.connected)
     run_in_thread(relay.start)
-    await wait_for(lambda: hub.connected, timeout=60)
+    await wait_for(lambda: hub.connected, limit=60)
 
 
 async def test_reconfigure(hass: HomeAssistant, relay: RelayProcess) -> None:
@@ -162,7 +166,9 @@ async def test_reconfigure(hass: HomeAssistant, relay: RelayProcess) -> None:
         )
         assert result["errors"] == {CONF_URL: "invalid_url"}
         new_url = f"https://127.0.0.1:{port}"
-        result = await hass.config_entries.flow.async_configure(result["flow_id"], {CONF_URL: new_url})
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {CONF_URL: new_url}
+        )
         assert result["errors"] == {"base": "tls_not_trusted"}
         # The same relay at another address, pinned by fingerprint this time.
         result = await hass.config_entries.flow.async_configure(

@@ -10,7 +10,8 @@ from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 
-from custom_components.homeseal.client.ids import format_id
+from custom_components.homeseal.client.envelope import FrameType
+from custom_components.homeseal.client.ids import format_id, parse_id
 from custom_components.homeseal.const import (
     CONF_DEVICE_ID,
     CONF_DEVICE_KEY,
@@ -66,7 +67,10 @@ async def test_wrong_code_then_right_code_by_id_and_code(
     ("user_input", "errors"),
     [
         ({CONF_SETUP_PAYLOAD: "HS2:AAAA:12345670"}, {CONF_SETUP_PAYLOAD: "invalid_payload"}),
-        ({CONF_SETUP_PAYLOAD: "HS1:MFRGGZDFMZTWQ2LK:11111111"}, {CONF_SETUP_PAYLOAD: "invalid_payload"}),
+        (
+            {CONF_SETUP_PAYLOAD: "HS1:MFRGGZDFMZTWQ2LK:11111111"},
+            {CONF_SETUP_PAYLOAD: "invalid_payload"},
+        ),
         (
             {CONF_DEVICE_ID: "not-an-id", CONF_SETUP_CODE: "12345670"},
             {CONF_DEVICE_ID: "invalid_device_id"},
@@ -92,9 +96,7 @@ async def test_invalid_input(
 
 async def test_device_offline(hass: HomeAssistant, relay: RelayProcess) -> None:
     entry = await setup_account(hass, relay)
-    result = await pair_flow(
-        hass, entry, {CONF_SETUP_PAYLOAD: "HS1:MFRGGZDFMZTWQ2LK:20231187"}
-    )
+    result = await pair_flow(hass, entry, {CONF_SETUP_PAYLOAD: "HS1:MFRGGZDFMZTWQ2LK:20231187"})
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "device_offline"}
 
@@ -146,7 +148,9 @@ async def test_rate_limited_by_relay(
     errors = []
     for _ in range(12):
         result = await pair_flow(
-            hass, entry, {CONF_SETUP_PAYLOAD: device.qr_payload[:-1] + _wrong(device.setup_code)[-1]}
+            hass,
+            entry,
+            {CONF_SETUP_PAYLOAD: device.qr_payload[:-1] + _wrong(device.setup_code)[-1]},
         )
         errors.append(result["errors"]["base"])
         if errors[-1] != "wrong_code_attempts":
@@ -182,3 +186,46 @@ async def test_remove_subentry_unpairs(
     assert device.device_id not in {d.device_id for d in devices}
     # So it can be paired again.
     await pair(hass, entry, device)
+
+
+async def test_device_busy(
+    hass: HomeAssistant, relay: RelayProcess, make_device: Callable[..., SimDevice]
+) -> None:
+    """Another controller has an attempt open on the device: this one is told to wait."""
+    device = make_device()
+    other = await setup_account(hass, relay)
+    # The other controller starts an attempt (PBKDF_PARAM_REQUEST) and goes silent.
+    await other.runtime_data.hub.connection.send(
+        FrameType.PAIR_START, parse_id(device.device_id), b"\x01\x01"
+    )
+    entry = await setup_account(hass, relay)
+    result = await pair_flow(hass, entry, {CONF_SETUP_PAYLOAD: device.qr_payload})
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "device_busy"}
+
+
+async def test_locked_out_after_20_wrong_codes(
+    hass: HomeAssistant, relay: RelayProcess, make_device: Callable[..., SimDevice]
+) -> None:
+    device = make_device()
+    entry = await setup_account(hass, relay)
+    hub = entry.runtime_data.hub
+    wrong = {CONF_DEVICE_ID: device.device_id, CONF_SETUP_CODE: _wrong(device.setup_code)}
+    seen: list[str] = []
+    for attempt in range(21):
+        if attempt and attempt % 9 == 0:
+            # The relay's PAIR_START limit (10 per device) is in memory: restart it.
+            run_in_thread(relay.restart)
+            await wait_for(lambda: not hub.connected or hub.connection.attempt > 0)
+            await wait_for(lambda: hub.connected, limit=60)
+            offset = device.log.stat().st_size
+            run_in_thread(lambda o=offset: device.wait_log("relay connected", o, 90))
+        result = await pair_flow(hass, entry, wrong)
+        seen.append(result["errors"]["base"])
+        if seen[-1] != "wrong_code_attempts":
+            break
+    assert seen[:20] == ["wrong_code_attempts"] * 20
+    assert seen[20] == "locked_out"
+    # Even the right code is refused now.
+    result = await pair_flow(hass, entry, {CONF_SETUP_PAYLOAD: device.qr_payload})
+    assert result["errors"]["base"] in {"locked_out", "not_in_pairing_mode"}

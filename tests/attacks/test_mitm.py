@@ -1,0 +1,404 @@
+"""An active attacker between the REAL firmware and the REAL relay (plain ws://), and a
+malicious relay (the same proxy between the controller and the relay).
+
+Each attack is applied to live traffic of an open session: flip a bit, truncate,
+replay an earlier frame, replay a whole earlier session, reorder, inject random frames,
+drop the handshake's last message. Each must be detected: nothing reaches the
+simulated pins, no state reaches the controller, and a fresh session works afterwards.
+A capture of everything that crossed never holds a plaintext marker, the setup code or
+a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from custom_components.homeseal.client.envelope import FrameType
+from custom_components.homeseal.client.session import InitiatorSession, SessionError
+from tests.firmware.harness import (
+    Controller,
+    DeviceProcess,
+    RelayProcess,
+    SessionClient,
+    new_account,
+    provision,
+)
+
+from .proxy import CONTROLLER, DEVICE, DOWN, UP, Hook, Mitm
+
+pytestmark = pytest.mark.micropython
+
+CODE = "40961357"
+RELAY_PIN = "5"  # the switch "relay1" of the harness config
+DOOR_PIN = 4
+SESSION = FrameType.SESSION
+TRANSPORT, RESET = 0x03, 0x04
+
+
+def kind(frame: bytes) -> int:
+    return frame[11] if len(frame) > 11 and frame[0] == SESSION else -1
+
+
+class Setup:
+    def __init__(self, mitm: Mitm, dev: DeviceProcess, ctl: Controller, device_pub: bytes) -> None:
+        self.mitm, self.dev, self.ctl, self.device_pub = mitm, dev, ctl, device_pub
+        self.next_id = 1000
+
+    async def session(self) -> SessionClient:
+        self.mitm.hook = None
+        self.mitm.only = None
+        self.ctl.drain()
+        s = await self.ctl.open_session(self.dev.device_id, self.device_pub)
+        # Command ids stay unique across sessions: the device answers a repeated id from
+        # its result cache without acting (PROTOCOL §7).
+        self.next_id += 100
+        s.next_id = self.next_id
+        return s
+
+    async def pin(self) -> int:
+        return int((await self.dev.pins())[RELAY_PIN])
+
+    async def session_frames(
+        self, within: float, until: Callable[[bytes], bool] = lambda p: False
+    ) -> list[bytes]:
+        """SESSION payloads that reach the controller within `within` seconds (or up to
+        the first one matching `until`)."""
+        out: list[bytes] = []
+        try:
+            while True:
+                _, _, payload = await self.ctl.recv((SESSION,), within)
+                out.append(payload)
+                if until(payload):
+                    return out
+        except AssertionError:
+            return out
+
+    async def recover(self) -> None:
+        """Both sides start over with a fresh handshake; a command works end to end."""
+        s = await self.session()
+        await self.switch(s, True)
+        await self.switch(s, False)
+
+    async def switch_other(self, s: SessionClient, dev: DeviceProcess, on: bool) -> None:
+        n = len(s.messages)
+        assert (await s.command("relay1", "turn_on" if on else "turn_off"))["ok"] is True
+        while not any(m["t"] == "state" and m["s"].get("relay1") is on for m in s.messages[n:]):
+            await s.recv_app(5)
+        assert int((await dev.pins())[RELAY_PIN]) == int(on)
+
+    async def switch(self, s: SessionClient, on: bool) -> None:
+        """Command relay1 and consume the state push it causes (so no frame of this
+        session is left in flight when the next one starts)."""
+        n = len(s.messages)
+        assert (await s.command("relay1", "turn_on" if on else "turn_off"))["ok"] is True
+        while not any(m["t"] == "state" and m["s"].get("relay1") is on for m in s.messages[n:]):
+            await s.recv_app(5)
+        assert await self.pin() == int(on)
+
+
+@pytest.fixture
+async def setup(relay: RelayProcess, mitm: Mitm, tmp_path: Path) -> AsyncIterator[Setup]:
+    """A device behind the attacker, paired with a controller that is behind it too."""
+    dev = DeviceProcess(tmp_path / "device", mitm.ws_device)
+    provision(dev.state, CODE)
+    dev.start()
+    _, token = await new_account(relay.http)
+    ctl = await Controller(mitm.http_base, token).connect()
+    try:
+        await dev.wait_log("relay connected")
+        device_pub = await ctl.pair(dev.device_id, CODE)
+        await dev.wait_log("claimed by controller")
+        yield Setup(mitm, dev, ctl, device_pub)
+    finally:
+        await ctl.close()
+        dev.stop()
+
+
+def once(link: str, direction: str, pick: Callable[[bytes], bool],
+         replace: Callable[[bytes], list[bytes]]) -> Hook:  # fmt: skip
+    """A hook that rewrites the first frame matching (link, direction, pick)."""
+    done = False
+
+    def hook(lk: str, d: str, data: bytes) -> list[bytes]:
+        nonlocal done
+        if not done and lk == link and d == direction and pick(data):
+            done = True
+            return replace(data)
+        return [data]
+
+    return hook
+
+
+def flip(data: bytes) -> list[bytes]:
+    i = 12 + (len(data) - 12) // 2  # inside the ciphertext
+    return [data[:i] + bytes((data[i] ^ 0x01,)) + data[i + 1 :]]
+
+
+def truncate(data: bytes) -> list[bytes]:
+    return [data[:-1]]
+
+
+def random_body(data: bytes) -> list[bytes]:
+    return [data[:12] + os.urandom(len(data) - 12)]
+
+
+# Attacks on a command on its way to the device: (name, link, direction, rewrite).
+# Through the proxy on the device's link (MITM) and on the controller's (malicious relay).
+COMMAND_ATTACKS = [
+    ("mitm-flip", DEVICE, DOWN, flip),
+    ("mitm-truncate", DEVICE, DOWN, truncate),
+    ("mitm-inject-random", DEVICE, DOWN, lambda d: [random_body(d)[0], d]),
+    ("relay-flip", CONTROLLER, UP, flip),
+    ("relay-truncate", CONTROLLER, UP, truncate),
+    ("relay-replace-random", CONTROLLER, UP, random_body),
+]
+
+
+async def expect_detected_by_device(su: Setup, before: int) -> None:
+    frames = await su.session_frames(5.0, until=lambda p: p[:1] == bytes((RESET,)))
+    resets = [f for f in frames if f and f[0] == RESET]
+    assert resets, f"the device did not reset the session (saw {[f[:2].hex() for f in frames]})"
+    assert resets[0][1] in (5, 6), resets[0].hex()  # protocol_error / decrypt_failed
+    await su.dev.wait_log("session closed: decrypt failed|session closed: protocol error")
+    assert await su.pin() == before, "a tampered command reached the pins"
+
+
+async def test_tampered_commands_are_rejected(setup: Setup) -> None:
+    su = setup
+    for name, link, direction, rewrite in COMMAND_ATTACKS:
+        s = await su.session()
+        assert await su.pin() == 0
+        su.mitm.hook = once(link, direction, lambda f: kind(f) == TRANSPORT, rewrite)
+        await s.send_app({"t": "command", "id": 100, "key": "relay1", "action": "turn_on"})
+        try:
+            await expect_detected_by_device(su, 0)
+        except AssertionError as err:
+            raise AssertionError(f"attack {name}: {err}") from None
+        await su.recover()
+
+
+async def test_replay_reorder_and_whole_session_replay(setup: Setup) -> None:
+    su = setup
+    # Replay of an earlier command frame, after the state it caused was undone.
+    s = await su.session()
+    await su.switch(s, True)
+    await su.switch(s, False)
+    turn_on = [f for f in su.mitm.frames(DEVICE, DOWN) if kind(f) == TRANSPORT][-2]
+    su.ctl.drain()
+    su.mitm.hook = once(DEVICE, DOWN, lambda f: False, lambda f: [f])
+    await inject(su, turn_on)
+    await expect_detected_by_device(su, 0)
+    await su.recover()
+
+    # Reorder: hold the first of two commands and let the second overtake it.
+    s = await su.session()
+    held: list[bytes] = []
+
+    def reorder(lk: str, d: str, data: bytes) -> list[bytes]:
+        if lk == DEVICE and d == DOWN and kind(data) == TRANSPORT:
+            if not held:
+                held.append(data)
+                return []
+            return [data, held[0]]
+        return [data]
+
+    su.mitm.hook = reorder
+    await s.send_app({"t": "command", "id": 200, "key": "relay1", "action": "turn_on"})
+    await s.send_app({"t": "command", "id": 201, "key": "lamp", "action": "turn_on"})
+    await expect_detected_by_device(su, 0)
+    assert int((await su.dev.pins())["6"]) == 0, "a reordered command reached the lamp"
+    await su.recover()
+
+    # Replay of a whole earlier session (its HANDSHAKE1 and its commands) into the link.
+    old = [f for f in su.mitm.frames(DEVICE, DOWN) if kind(f) in (0x01, TRANSPORT)]
+    last_hs1 = max(i for i, f in enumerate(old) if kind(f) == 0x01)
+    recorded = old[last_hs1:]  # the recovery session: HANDSHAKE1, turn_on, turn_off
+    assert len(recorded) >= 3
+    s = await su.session()
+    su.ctl.drain()
+    for frame in recorded[:2]:  # HANDSHAKE1 and turn_on
+        await inject(su, frame)
+    frames = await su.session_frames(5.0, until=lambda p: p[:2] == bytes((RESET, 6)))
+    # The device answers the replayed HANDSHAKE1 with fresh ephemerals, so the
+    # recorded command is under keys nobody holds any more: it is refused.
+    assert any(f[0] == RESET and f[1] == 6 for f in frames), [f[:2].hex() for f in frames]
+    assert await su.pin() == 0, "a replayed session switched the relay on"
+    # The controller's live session sees the unsolicited HANDSHAKE2 and refuses it.
+    hs2 = [f for f in frames if f[0] == 0x02]
+    if hs2:
+        with pytest.raises(SessionError):
+            s.noise.receive(hs2[0])
+    await su.recover()
+
+
+async def inject(su: Setup, frame: bytes) -> None:
+    """Send a frame to the device as if the relay had sent it (the attacker's own frame)."""
+    # The proxy's device link has exactly one live upstream/downstream pair: reuse it by
+    # emitting the frame from the hook on the next frame going down, or directly below.
+    su.mitm.hook = None
+    done = asyncio.get_running_loop().create_future()
+
+    def hook(lk: str, d: str, data: bytes) -> list[bytes]:
+        if lk == DEVICE and d == DOWN and not done.done():
+            done.set_result(None)
+            return [data, frame]
+        return [data]
+
+    su.mitm.hook = hook
+    # Provoke one frame to the device: a ping the device answers (keeps the link busy).
+    await su.ctl.send(SESSION, su.dev.device_id, bytes((RESET, 1)))
+    await asyncio.wait_for(done, 5)
+    su.mitm.hook = None
+
+
+async def test_tampered_state_is_not_accepted(setup: Setup) -> None:
+    """Device → controller: a bit flip on a state push ends the controller's session."""
+    su = setup
+    for name, link, direction in [("mitm", DEVICE, UP), ("relay", CONTROLLER, DOWN)]:
+        s = await su.session()
+        door_before = s.state["door"]
+        su.mitm.hook = once(link, direction, lambda f: kind(f) == TRANSPORT, flip)
+        await su.dev.set_pin(DOOR_PIN, 0 if door_before else 1)
+        _, _, payload = await su.ctl.recv((SESSION,), 10)
+        with pytest.raises(SessionError):
+            s.noise.receive(payload)
+        assert s.noise.closed, f"{name}: the session survived a tampered frame"
+        assert s.state["door"] == door_before
+        await su.dev.set_pin(DOOR_PIN, 1)
+        await su.ctl.recv((SESSION,), 10)  # that push, under the session the device still holds
+        await su.recover()
+
+
+async def test_dropped_handshake2_never_opens_a_session(setup: Setup) -> None:
+    su = setup
+    su.ctl.drain()
+    noise = InitiatorSession(su.ctl.key, su.device_pub, su.dev.device_id, su.ctl.id)
+    su.mitm.hook = once(DEVICE, UP, lambda f: kind(f) == 0x02, lambda f: [])
+    await su.ctl.send(SESSION, su.dev.device_id, noise.start())
+    await su.dev.wait_log("session open")
+    frames = await su.session_frames(2.0)
+    # What follows the dropped HANDSHAKE2 (describe, state) cannot be read without it.
+    assert frames, "the device sent nothing after its HANDSHAKE2"
+    with pytest.raises(SessionError):
+        noise.receive(frames[0])
+    assert not noise.is_open
+    await su.recover()
+
+
+async def test_capture_holds_no_secret(setup: Setup) -> None:
+    su = setup
+    s = await su.session()
+    await su.switch(s, True)
+    await su.switch(s, False)
+    await su.dev.set_pin(DOOR_PIN, 0)
+    await s.wait_for("state", s={"door": False})
+    await su.dev.set_pin(DOOR_PIN, 1)
+    traffic = b"".join(c.data for c in su.mitm.capture)
+    assert len(traffic) > 2000
+    identity = su.dev.identity
+    prov = json.loads((su.dev.state / "provisioning.json").read_text())
+    secrets = {
+        "application marker relay1": b"relay1",
+        "application marker turn_on": b"turn_on",
+        "application marker describe": b"describe",
+        "application marker Temperature": b"Temperature",
+        "setup code": CODE.encode(),
+        "setup code as printed": b"4096-1357",
+        "device private key": bytes.fromhex(identity["private_key"]),
+        "controller private key": su.ctl.key.private_bytes_raw(),
+        "w0": bytes.fromhex(prov["w0"]),
+    }
+    for what, value in secrets.items():
+        assert value not in traffic, f"{what} crossed the relay"
+        assert value.hex().encode() not in traffic, f"{what} (hex) crossed the relay"
+
+
+async def test_spliced_frames_from_another_device(setup: Setup, tmp_path: Path) -> None:
+    """Frames of device B's session, spliced into device A's: refused on both sides."""
+    su = setup
+    a_id = su.dev.device_id
+    dev_b = DeviceProcess(tmp_path / "device-b", su.mitm.ws_device)
+    provision(dev_b.state, "27182845")
+    dev_b.start()
+    try:
+        await dev_b.wait_log("relay connected")
+        b_pub = await su.ctl.pair(dev_b.device_id, "27182845")
+        await dev_b.wait_log("claimed by controller")
+        s_a = await su.session()
+        s_b = await su.ctl.open_session(dev_b.device_id, b_pub)
+        s_b.next_id = 50_000
+
+        # MITM on A's link: B's command, replayed into A's stream.
+        await su.switch_other(s_b, dev_b, True)
+        for_b = [f for f in su.mitm.frames(DEVICE, DOWN, dev_b.device_id) if kind(f) == TRANSPORT]
+        su.ctl.drain()
+        su.mitm.only = a_id
+        await inject(su, for_b[-1])
+        await expect_detected_by_device(su, 0)
+        assert await su.pin() == 0, "B's command switched A's relay"
+
+        # Malicious relay: B's state push presented to the controller as A's.
+        s_a = await su.session()
+        su.mitm.only = None
+        su.mitm.hook = once(
+            CONTROLLER, DOWN,
+            lambda f: f[1:11] == dev_b.device_id and kind(f) == TRANSPORT,
+            lambda f: [f[:1] + a_id + f[11:]],
+        )  # fmt: skip
+        await dev_b.set_pin(DOOR_PIN, 0)
+        _, peer, payload = await su.ctl.recv((SESSION,), 10)
+        assert peer == a_id
+        state_before = dict(s_a.state)
+        with pytest.raises(SessionError):
+            s_a.noise.receive(payload)
+        assert s_a.state == state_before
+        await su.recover()
+    finally:
+        dev_b.stop()
+
+
+async def test_random_frames_into_the_device_link(setup: Setup) -> None:
+    """An attacker on the device's link injects frames of every type with random payloads:
+    the firmware neither crashes nor acts on them, and serves a fresh session after."""
+    su = setup
+    rng = random.Random(20261125)
+    ctl_id = su.ctl.id
+    frames: list[bytes] = []
+    for ftype in (0x10, 0x11, 0x20, 0x31, 0x33, 0x41, 0x40, 0x03):
+        for size in (0, 1, 2, 33, 49, 81, 200):
+            peer = rng.choice([ctl_id, bytes(10), os.urandom(10)])
+            body = os.urandom(size)
+            if ftype == 0x20 and size:
+                body = bytes((rng.choice([1, 2, 3, 4, 5, 0xFF]),)) + body[1:]
+            frames.append(bytes((ftype,)) + peer + body)
+    s = await su.session()
+    pinned = (su.dev.state / "pairing.json").read_text()
+    su.mitm.only = su.dev.device_id
+    injected = iter(frames)
+
+    def hook(lk: str, d: str, data: bytes) -> list[bytes]:
+        if lk == DEVICE and d == DOWN:
+            return [data, *(f for _, f in zip(range(8), injected, strict=False))]
+        return [data]
+
+    su.mitm.hook = hook
+    for _ in range(len(frames) // 8 + 1):
+        await su.ctl.send(SESSION, su.dev.device_id, bytes((RESET, 1)))
+        await asyncio.sleep(0.05)
+    su.mitm.hook = None
+    await asyncio.sleep(0.5)
+    assert su.dev.alive
+    assert "Traceback" not in su.dev.output()
+    assert await su.pin() == 0
+    assert not (await su.dev.pulses()).get("7"), "an injected frame pressed the button"
+    assert s.noise.is_open  # the controller's own session was never touched
+    assert next(injected, None) is None, "not every frame was injected"
+    assert (su.dev.state / "pairing.json").read_text() == pinned, "the pinned controller changed"
+    await su.recover()

@@ -1,0 +1,327 @@
+"""The whole system end to end: a real relay, the firmware on the MicroPython unix
+port and a real Home Assistant, driven only through HA's REST and websocket APIs.
+
+The module shares one system (conftest.py); the `system` fixture has already
+onboarded Home Assistant, added the relay account through the config flow and
+paired the device through the Add-device flow. Each test leaves everything up.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tools.demo.harness import (
+    BUTTON_PIN,
+    DEVICE_ENTITIES,
+    DOOR_PIN,
+    LIGHT_PIN,
+    SWITCH_PIN,
+    TEMP_PIN,
+    HarnessError,
+    ServiceError,
+    SimDevice,
+    System,
+    wait_until,
+)
+
+pytestmark = pytest.mark.micropython
+
+RECOVERY_S = 30  # the issue's bound for coming back after a relay or device restart
+
+
+def wait_pin(system: System, pin: int, value: int, timeout: float = 15) -> None:
+    wait_until(
+        lambda: system.device.pins().get(str(pin)) == value, timeout, f"pin {pin} == {value}"
+    )
+
+
+def wait_all(system: System, entities: dict[str, str], state: str, timeout: float) -> None:
+    def done() -> bool:
+        return all(
+            (s := system.hass.state(e)) is not None and s["state"] == state
+            for e in entities.values()
+        )
+
+    wait_until(done, timeout, f"every entity to be {state}")
+
+
+# ---------------------------------------------------------------- set-up through the APIs
+
+
+def test_owner_logs_in_with_the_onboarded_password(system: System) -> None:
+    assert system.hass.login("owner", "e2e owner password") == 200
+    assert system.hass.login("owner", "not the password") == 401
+
+
+def test_account_entry_and_paired_device(system: System, entities: dict[str, str]) -> None:
+    hass = system.hass
+    [entry] = hass.entries()
+    assert entry["entry_id"] == system.entry_id
+    assert entry["state"] == "loaded"
+    [sub] = hass.subentries(system.entry_id)
+    assert sub["subentry_type"] == "device"
+    assert sub["unique_id"] == system.device_id
+
+    devices = hass.ws({"type": "config/device_registry/list"})
+    [device] = [d for d in devices if ["homeseal", system.device_id] in d["identifiers"]]
+    assert device["name"] == "Demo device"
+    assert device["model"] == "homeseal-sim"
+
+    assert set(entities) == {e["key"] for e in DEVICE_ENTITIES}
+    domains = {key: entity_id.split(".")[0] for key, entity_id in entities.items()}
+    assert domains == {e["key"]: e["kind"] for e in DEVICE_ENTITIES}
+
+
+def test_config_flow_refuses_untrusted_relay_and_bad_credentials(system: System) -> None:
+    hass, relay = system.hass, system.relay
+    # Without the relay's certificate as custom CA, TLS verification must fail.
+    result = hass.add_account(relay.url, "e2esecond", "an e2e password 1", create=True)
+    assert result["type"] == "form"
+    assert result["errors"] == {"base": "tls_not_trusted"}
+    # Signing in to an account that does not exist.
+    result = hass.add_account(
+        relay.url, "e2enobody", "an e2e password 2", ca_pem=system.cert.read_text(), create=False
+    )
+    assert result["type"] == "form"
+    assert result["errors"] == {"base": "invalid_auth"}
+    # The account already configured is refused before any sign-in.
+    result = hass.add_account(
+        relay.url,
+        system.info["relay_user"],
+        system.info["relay_password"],
+        ca_pem=system.cert.read_text(),
+        create=False,
+    )
+    assert result["type"] == "abort"
+    assert result["reason"] == "already_configured"
+    assert len(hass.entries()) == 1
+
+
+def test_add_device_flow_errors(system: System) -> None:
+    hass = system.hass
+    result = hass.pair_device(system.entry_id, {"setup_payload": "HS1:not-a-device"})
+    assert result["type"] == "form"
+    assert result["errors"] == {"setup_payload": "invalid_payload"}
+
+    prov = system.device.provisioned()
+    assert prov is not None
+    result = hass.pair_device(system.entry_id, {"setup_payload": prov.qr_payload})
+    assert result["type"] == "abort"
+    assert result["reason"] == "already_configured"
+
+    # A provisioned device that never came online: the flow says so.
+    other = SimDevice(system.dir / "offline-device", system.bridge.device_url, 0)
+    offline = other.provision()
+    result = hass.pair_device(system.entry_id, {"setup_payload": offline.qr_payload})
+    assert result["type"] == "form"
+    assert result["errors"] == {"base": "device_offline"}
+    assert len(hass.subentries(system.entry_id)) == 1
+
+
+# ---------------------------------------------------------------- every entity, both ways
+
+
+def test_switch(system: System, entities: dict[str, str]) -> None:
+    hass, switch = system.hass, entities["relay"]
+    hass.call("switch", "turn_on", {"entity_id": switch})
+    wait_pin(system, SWITCH_PIN, 1)
+    hass.wait_state(switch, "on")
+    hass.call("switch", "turn_off", {"entity_id": switch})
+    wait_pin(system, SWITCH_PIN, 0)
+    hass.wait_state(switch, "off")
+
+
+def test_light(system: System, entities: dict[str, str]) -> None:
+    hass, light = system.hass, entities["lamp"]
+    hass.call("light", "turn_on", {"entity_id": light, "brightness": 128})
+    wait_pin(system, LIGHT_PIN, 128 * 257)  # 8-bit level → 16-bit PWM duty
+    hass.wait_state(light, lambda s: s["state"] == "on" and s["attributes"]["brightness"] == 128)
+    hass.call("light", "turn_off", {"entity_id": light})
+    wait_pin(system, LIGHT_PIN, 0)
+    hass.wait_state(light, "off")
+    # turn_on without a brightness restores the last level.
+    hass.call("light", "turn_on", {"entity_id": light})
+    wait_pin(system, LIGHT_PIN, 128 * 257)
+    hass.wait_state(light, lambda s: s["state"] == "on" and s["attributes"]["brightness"] == 128)
+    hass.call("light", "turn_off", {"entity_id": light})
+    wait_pin(system, LIGHT_PIN, 0)
+
+
+def test_temperature_sensor(system: System, entities: dict[str, str]) -> None:
+    hass, sensor = system.hass, entities["temperature"]
+    system.device.set_temperature(23.4)
+    s = hass.wait_state(sensor, "23.4")
+    assert s["attributes"]["unit_of_measurement"] == "°C"
+    assert s["attributes"]["device_class"] == "temperature"
+    system.device.set_pin(TEMP_PIN, 1850)
+    hass.wait_state(sensor, "18.5")
+
+
+def test_door_contact(system: System, entities: dict[str, str]) -> None:
+    hass, door = system.hass, entities["door"]
+    system.device.set_door(True)
+    s = hass.wait_state(door, "on")
+    assert s["attributes"]["device_class"] == "door"
+    system.device.set_pin(DOOR_PIN, 0)
+    hass.wait_state(door, "off")
+
+
+def test_button(system: System, entities: dict[str, str]) -> None:
+    hass, button = system.hass, entities["bell"]
+    before = system.device.pulses().get(str(BUTTON_PIN), 0)
+    hass.call("button", "press", {"entity_id": button})
+    wait_until(
+        lambda: system.device.pulses().get(str(BUTTON_PIN), 0) == before + 1,
+        15,
+        "one pulse on the button's pin",
+    )
+    hass.wait_state(button, lambda s: s["state"] not in ("unknown", "unavailable"))
+    wait_pin(system, BUTTON_PIN, 0)  # momentary: released after pulse_ms
+
+
+# ---------------------------------------------------------------- automation
+
+
+def test_automation_door_opens_lamp(system: System, entities: dict[str, str]) -> None:
+    hass = system.hass
+    door, light = entities["door"], entities["lamp"]
+    system.device.set_door(False)
+    hass.wait_state(door, "off")
+    hass.call("light", "turn_off", {"entity_id": light})
+    wait_pin(system, LIGHT_PIN, 0)
+    hass.create_automation(
+        "e2e_door_lamp",
+        {
+            "alias": "Door opens lamp",
+            "triggers": [{"trigger": "state", "entity_id": door, "to": "on"}],
+            "actions": [
+                {
+                    "action": "light.turn_on",
+                    "target": {"entity_id": light},
+                    "data": {"brightness": 200},
+                }
+            ],
+            "mode": "single",
+        },
+    )
+    try:
+        hass.wait_state("automation.door_opens_lamp", "on")
+        system.device.set_door(True)
+        wait_pin(system, LIGHT_PIN, 200 * 257)
+        hass.wait_state(
+            light, lambda s: s["state"] == "on" and s["attributes"]["brightness"] == 200
+        )
+        s = hass.state("automation.door_opens_lamp")
+        assert s is not None
+        assert s["attributes"]["last_triggered"] is not None
+    finally:
+        hass.rest("DELETE", "/api/config/automation/config/e2e_door_lamp")
+        system.device.set_door(False)
+        hass.call("light", "turn_off", {"entity_id": light})
+    wait_pin(system, LIGHT_PIN, 0)
+
+
+# ---------------------------------------------------------------- reload and restarts
+
+
+def _round_trip(system: System, switch: str) -> None:
+    """Switch on and off through HA; the pin must follow, not only HA's state."""
+    for action, level in (("turn_on", 1), ("turn_off", 0)):
+        system.hass.call("switch", action, {"entity_id": switch})
+        try:
+            wait_pin(system, SWITCH_PIN, level)
+        except HarnessError as err:
+            state = system.hass.state(switch)
+            raise AssertionError(
+                f"switch {action}: HA answered the service call and shows "
+                f"{state and state['state']!r}, but the device's pin stayed "
+                f"{1 - level}: the command did not run on the device ({err})"
+            ) from None
+        system.hass.wait_state(switch, "on" if level else "off")
+
+
+def test_reload_entry(system: System, entities: dict[str, str]) -> None:
+    subentries = system.hass.subentries(system.entry_id)
+    system.hass.reload_entry(system.entry_id)
+    system.hass.wait_entry_state(system.entry_id)
+    assert system.wait_entities_available(RECOVERY_S) == entities
+    assert system.hass.subentries(system.entry_id) == subentries
+    _round_trip(system, entities["relay"])
+
+
+def test_device_restart(system: System, entities: dict[str, str]) -> None:
+    switch = entities["relay"]
+    system.device.stop()
+    try:
+        wait_all(system, entities, "unavailable", RECOVERY_S)
+        # HA itself does not hand a service call to an unavailable entity; what
+        # matters here is that nothing is queued and replayed after recovery.
+        system.hass.call_ws("switch", "turn_on", {"entity_id": switch})
+    finally:
+        t0 = time.monotonic()
+        system.device.start()
+    assert system.wait_entities_available(RECOVERY_S) == entities
+    assert time.monotonic() - t0 < RECOVERY_S
+    time.sleep(1)
+    assert system.device.pins()[str(SWITCH_PIN)] == 0
+    assert system.hass.wait_state(switch, "off")
+    # A restarted device starts from its pins' power-on levels: the door input
+    # reads pulled up (open) until the contact is closed again.
+    system.device.set_door(False)
+    system.hass.wait_state(entities["door"], "off")
+    _round_trip(system, switch)
+
+
+def test_command_during_partition_fails_and_is_not_run_later(
+    system: System, entities: dict[str, str]
+) -> None:
+    """The device's link hangs (its bridge frozen): HA still believes the device
+    is online, so the command goes out, and must come back as an error."""
+    switch = entities["relay"]
+    system.bridge.freeze()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ServiceError) as err:
+            system.hass.call_ws("switch", "turn_on", {"entity_id": switch})
+        assert err.value.error.get("translation_key") in ("command_timeout", "device_offline"), (
+            err.value.error
+        )
+        assert time.monotonic() - t0 < 20
+        assert system.hass.state(switch)["state"] != "on"  # type: ignore[index]
+    finally:
+        system.bridge.kill()  # the link breaks: the frame in flight is lost
+        system.bridge.start()
+    assert system.wait_entities_available(RECOVERY_S) == entities
+    time.sleep(1)
+    assert system.device.pins()[str(SWITCH_PIN)] == 0
+    system.hass.wait_state(switch, "off")
+    _round_trip(system, switch)
+
+
+def test_relay_restart(system: System, entities: dict[str, str]) -> None:
+    system.relay.stop()
+    try:
+        wait_all(system, entities, "unavailable", RECOVERY_S)
+    finally:
+        t0 = time.monotonic()
+        system.relay.start()
+    assert system.wait_entities_available(RECOVERY_S) == entities
+    assert time.monotonic() - t0 < RECOVERY_S
+    _round_trip(system, entities["relay"])
+
+
+def test_home_assistant_restart_needs_no_pairing(system: System, entities: dict[str, str]) -> None:
+    subentries = system.hass.subentries(system.entry_id)
+    paired_logs = system.device.output().count("paired with controller")
+    system.hass.stop()
+    system.hass.start()
+    assert system.wait_entities_available(60) == entities
+    assert system.hass.subentries(system.entry_id) == subentries
+    # The device kept its pin of the controller: no pairing happened again.
+    assert system.device.output().count("paired with controller") == paired_logs
+    assert "pairing window open" not in system.device.output()
+    system.device.set_temperature(19.5)
+    system.hass.wait_state(entities["temperature"], "19.5")
+    _round_trip(system, entities["relay"])
