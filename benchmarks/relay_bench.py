@@ -32,15 +32,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 import aiohttp  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
-from relay import mqtt  # noqa: E402
-from relay.wsclient import SESSION, Endpoint, WsRelayClient, connect, ws_frame  # noqa: E402
+from relay import mqtt  # type: ignore[import-not-found]  # noqa: E402
+from relay.wsclient import (  # type: ignore[import-not-found]  # noqa: E402
+    SESSION,
+    Endpoint,
+    WsRelayClient,
+    connect,
+    ws_frame,
+)
 
 from relay_server.storage_sqlite import MIGRATIONS  # noqa: E402
 
@@ -152,14 +160,15 @@ class RelayProcess:
                 self.proc.wait()
 
 
-async def gather_limited(coros: list, limit: int = 200) -> list:  # type: ignore[type-arg]
+async def gather_limited[T](coros: list[Coroutine[Any, Any, T]], limit: int = 200) -> list[T]:
+    """Run the coroutines with at most `limit` at a time (connection storms hurt)."""
     sem = asyncio.Semaphore(limit)
 
-    async def run(coro):  # type: ignore[no-untyped-def]
+    async def run(coro: Coroutine[Any, Any, T]) -> T:
         async with sem:
             return await coro
 
-    return await asyncio.gather(*(run(c) for c in coros))
+    return list(await asyncio.gather(*(run(c) for c in coros)))
 
 
 # --- forwarding throughput (relay) ---------------------------------------------------

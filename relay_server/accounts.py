@@ -138,8 +138,12 @@ class AccountService:
         self._login_addr = KeyedLimiter(limits.login_per_address)
         self._register_user = KeyedLimiter(limits.register_per_user)
         self._register_addr = KeyedLimiter(limits.register_per_address)
-        # Burn the same scrypt time for unknown usernames as for known ones.
+        # Unknown usernames cost the same scrypt time as known ones (see prepare()).
         self._dummy_hash: str | None = None
+
+    async def prepare(self) -> None:
+        """Compute the stand-in hash that unknown usernames are checked against."""
+        self._dummy_hash = await self._hash(secrets.token_hex(16))
 
     async def _hash(self, password: str) -> str:
         loop = asyncio.get_running_loop()

@@ -45,12 +45,14 @@ def _resources(
         # scrypt runs here, never on the event loop.
         executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="relay-scrypt")
         router = Router(storage, config.limits)
-        app[RELAY_KEY] = key
-        app[STORAGE] = storage
-        app[ROUTER] = router
-        app[ACCOUNTS] = AccountService(storage, config, router, executor)
-        app[REGISTRY] = make_registry(router)
         try:
+            accounts = AccountService(storage, config, router, executor)
+            await accounts.prepare()
+            app[RELAY_KEY] = key
+            app[STORAGE] = storage
+            app[ROUTER] = router
+            app[ACCOUNTS] = accounts
+            app[REGISTRY] = make_registry(router)
             yield
         finally:
             await router.wait_closed()

@@ -14,12 +14,11 @@ habits need adjusting here:
 from __future__ import annotations
 
 import pytest
-import pytest_socket
 
 import custom_components.homeseal  # noqa: F401  (must precede any hass fixture)
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    if "components" not in item.path.parts:
-        pytest_socket.enable_socket()
+@pytest.fixture(autouse=True)
+def _loopback_sockets_outside_ha_tests(request: pytest.FixtureRequest) -> None:
+    if "components" not in request.path.parts:
+        request.getfixturevalue("socket_enabled")

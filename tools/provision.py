@@ -53,12 +53,12 @@ def _client_library() -> tuple[ModuleType, ModuleType]:
     the client package from its directory under a private name instead, unless
     the integration is already imported in this process.
     """
-    if "custom_components.homeseal" in sys.modules:
+    root = Path(__file__).resolve().parent.parent / "custom_components/homeseal/client"
+    if "custom_components.homeseal" in sys.modules or not (root / "__init__.py").is_file():
         base = "custom_components.homeseal.client"
     else:
         base = "_homeseal_client"
         if base not in sys.modules:
-            root = Path(__file__).resolve().parent.parent / "custom_components/homeseal/client"
             spec = importlib.util.spec_from_file_location(
                 base, root / "__init__.py", submodule_search_locations=[str(root)]
             )

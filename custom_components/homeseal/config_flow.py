@@ -46,6 +46,7 @@ from .client.api import (
 from .client.ids import format_id, parse_id, parse_setup_payload, validate_setup_code
 from .client.pairing_driver import (
     PairingDeviceOffline,
+    PairingInProgress,
     PairingNotPermitted,
     PairingRateLimited,
     PairingRejected,
@@ -404,6 +405,8 @@ class DeviceSubentryFlow(ConfigSubentryFlow):
             self._errors["base"] = "not_permitted"
         except PairingTimeout:
             self._errors["base"] = "timeout"
+        except PairingInProgress:
+            self._errors["base"] = "pairing_in_progress"
         except Exception:
             _LOGGER.exception("Unexpected pairing failure")
             self._errors["base"] = "pairing_failed"

@@ -93,7 +93,7 @@ class Device:
         self._results = messages.ResultCache(32)
         self._next_e = None
         try:
-            self._describe = messages.describe(FW_VERSION, cfg["model"], cfg["name"], self.ents.describe())
+            self._describe()
             messages.state(self.ents.full_state())
         except messages.MessageError:
             raise ConfigError("entities", "too many entities: describe/state would exceed 3072 bytes")
@@ -102,6 +102,10 @@ class Device:
             self._pairing().open_window()
         else:
             log("paired with controller " + ids.format_id(self.controller_id))
+
+    def _describe(self):
+        # Encoded when needed (once per session) rather than kept in RAM.
+        return messages.describe(FW_VERSION, self.cfg["model"], self.cfg["name"], self.ents.describe())
 
     def _pairing(self):
         if self.pairing is None:
@@ -274,7 +278,7 @@ class Device:
             self.session = s
             await self.relay.send(envelope.SESSION, peer, bytes((session.HANDSHAKE2,)) + msg2)
         self.log("session open %d ms after connect" % time.ticks_diff(time.ticks_ms(), self.relay.connect_started))
-        await self._send_app(self._describe)
+        await self._send_app(self._describe())
         await self._send_app(messages.state(self.ents.full_state()))
 
     async def _transport(self, peer, ct):
@@ -309,16 +313,16 @@ class Device:
 
     async def _command(self, msg):
         cid = msg["id"]
-        res = self._results.get(cid)
-        if res is not None:
-            await self._send_app(res)  # a retry: answer again, never act twice
+        slot = self._results.find(cid)
+        if slot >= 0:
+            # A retry: the same answer again, never the action twice.
+            await self._send_app(messages.result(cid, self._results.error(slot)))
             return
         key = msg["key"]
         before = self.ents.value(key)
         err = self.ents.command(key, msg["action"], msg.get("brightness"))
-        res = messages.result(cid, err)
-        self._results.put(cid, res)
-        await self._send_app(res)
+        self._results.put(cid, err)
+        await self._send_app(messages.result(cid, err))
         if err is None:
             after = self.ents.value(key)
             if after != before:

@@ -90,27 +90,33 @@ def pong(pid):
 
 class ResultCache:
     """The results of the last `size` commands, so a retried id is answered
-    with the stored result and never executed twice (PROTOCOL.md §7)."""
+    with the same result and never executed twice (PROTOCOL.md §7). A result
+    is its error (None or one of the constant error strings): nothing is
+    allocated per command, and the reply is encoded again from it."""
 
     def __init__(self, size=32):
         self._ids = [0] * size
-        self._res = [None] * size
+        self._err = [None] * size
         self._next = 0
 
-    def get(self, cid):
+    def find(self, cid):
+        """The slot of a remembered command id, or -1."""
         ids = self._ids
         for i in range(len(ids)):
             if ids[i] == cid:
-                return self._res[i]
-        return None
+                return i
+        return -1
 
-    def put(self, cid, encoded):
+    def error(self, slot):
+        return self._err[slot]
+
+    def put(self, cid, error):
         i = self._next
         self._ids[i] = cid
-        self._res[i] = encoded
+        self._err[i] = error
         self._next = (i + 1) % len(self._ids)
 
     def clear(self):
         for i in range(len(self._ids)):
             self._ids[i] = 0
-            self._res[i] = None
+            self._err[i] = None

@@ -47,6 +47,8 @@ class Mitm:
     _server: TestServer | None = None
     _http: aiohttp.ClientSession | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # Live connections by (link, endpoint id): (endpoint side, relay side).
+    _live: dict[tuple[str, bytes], tuple[object, object]] = field(default_factory=dict)
 
     @property
     def http_base(self) -> str:
@@ -71,6 +73,14 @@ class Mitm:
             await self._server.close()
         if self._http is not None:
             await self._http.close()
+
+    async def inject(self, link: str, who: bytes, direction: str, frame: bytes) -> None:
+        """Send a frame of the attacker's own on a live connection: UP to the relay as if
+        the endpoint sent it, DOWN to the endpoint as if the relay did."""
+        endpoint_side, relay_side = self._live[(link, who)]
+        target = relay_side if direction == UP else endpoint_side
+        self.capture.append(Captured(link, direction, frame, who))
+        await target.send_bytes(frame)  # type: ignore[attr-defined]
 
     def frames(self, link: str, direction: str, who: bytes | None = None) -> list[bytes]:
         return [
@@ -110,6 +120,7 @@ class Mitm:
                         data = msg.data
                         if direction == UP and data[:1] == b"\x02" and len(data) >= 11:
                             who[0] = data[1:11]  # AUTH_RESPONSE names the endpoint
+                            self._live[(link, who[0])] = (down, up)
                         for out in self._filter(link, direction, data, who[0]):
                             if not dst.closed:  # type: ignore[attr-defined]
                                 await dst.send_bytes(out)  # type: ignore[attr-defined]

@@ -402,3 +402,23 @@ async def test_random_frames_into_the_device_link(setup: Setup) -> None:
     assert next(injected, None) is None, "not every frame was injected"
     assert (su.dev.state / "pairing.json").read_text() == pinned, "the pinned controller changed"
     await su.recover()
+
+
+async def test_duplicated_press_acts_once(setup: Setup) -> None:
+    """A malicious relay duplicates a button press (and later re-sends it): the copy is
+    refused, the button is pulsed exactly once."""
+    su = setup
+    s = await su.session()
+    before = (await su.dev.pulses()).get("7", 0)
+    su.mitm.hook = once(CONTROLLER, UP, lambda f: kind(f) == TRANSPORT, lambda f: [f, f])
+    press = s.next_id
+    s.next_id += 1
+    await s.send_app({"t": "command", "id": press, "key": "bell", "action": "press"})
+    frames = await su.session_frames(5.0, until=lambda p: p[:1] == bytes((RESET,)))
+    assert frames[-1][:2] == bytes((RESET, 6)), [f[:2].hex() for f in frames]
+    # The genuine copy was executed and answered before the duplicate was refused.
+    results = [json.loads(s.noise.receive(f) or b"{}") for f in frames[:-1]]
+    assert {"t": "result", "id": press, "ok": True} in results
+    await asyncio.sleep(0.3)  # the pulse is 100 ms long
+    assert (await su.dev.pulses()).get("7", 0) == before + 1
+    await su.recover()

@@ -8,6 +8,8 @@ paired the device through the Add-device flow. Each test leaves everything up.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -17,6 +19,7 @@ from tools.demo.harness import (
     DEVICE_ENTITIES,
     DOOR_PIN,
     LIGHT_PIN,
+    ROOT,
     SWITCH_PIN,
     TEMP_PIN,
     HarnessError,
@@ -166,6 +169,32 @@ def test_door_contact(system: System, entities: dict[str, str]) -> None:
     assert s["attributes"]["device_class"] == "door"
     system.device.set_pin(DOOR_PIN, 0)
     hass.wait_state(door, "off")
+
+
+def test_demo_command_flips_the_door(system: System, entities: dict[str, str]) -> None:
+    """`scripts/demo door open|closed` (tools.demo), as the demo's banner tells a user."""
+    for what, state in (("open", "on"), ("closed", "off")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "tools.demo", "--state-dir", str(system.dir), "door", what],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == f"door contact: {what}"
+        system.hass.wait_state(entities["door"], state)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--state-dir", str(system.dir), "door", "ajar"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "usage" in proc.stderr
 
 
 def test_button(system: System, entities: dict[str, str]) -> None:

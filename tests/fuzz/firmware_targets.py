@@ -9,12 +9,13 @@ replay test runs it on the unix port with the same inputs the CPython run used.
 
 import json
 
-from homeseal import envelope, messages, relay, session, ws
+from homeseal import envelope, messages, pairing, relay, session, store, ws
 
 DEVICE_PRIV = bytes([5] * 32)
 CONTROLLER_PUB = None  # set by setup()
 DEVICE_PUB = None
 IDS = (bytes(10), bytes(10))
+STATE_DIR = None  # a directory holding provisioning.json, for the pairing target
 
 EXPECTED = {
     "envelope": ("EnvelopeError",),
@@ -22,14 +23,16 @@ EXPECTED = {
     "handshake1": ("ValueError",),
     "auth_challenge": ("AuthError",),
     "websocket": ("WSError", "WSClosed"),
+    "pairing": (),
 }
 
 
-def setup(device_pub, controller_pub, device_id, controller_id):
-    global DEVICE_PUB, CONTROLLER_PUB, IDS
+def setup(device_pub, controller_pub, device_id, controller_id, state_dir=None):
+    global DEVICE_PUB, CONTROLLER_PUB, IDS, STATE_DIR
     DEVICE_PUB = device_pub
     CONTROLLER_PUB = controller_pub
     IDS = (device_id, controller_id)
+    STATE_DIR = state_dir
 
 
 def _envelope(data):
@@ -102,12 +105,41 @@ def _websocket(data):
         loop.close()
 
 
+def split_messages(data):
+    """Pairing payloads packed as `len (1) ‖ payload`, repeated (the first is PAIR_START)."""
+    out = []
+    i = 0
+    while i < len(data):
+        n = data[i]
+        out.append(data[i + 1 : i + 1 + n])
+        i += 1 + n
+    return out
+
+
+def _pairing(data):
+    st = store.Store(STATE_DIR)
+    st.remove(store.ATTEMPTS)
+    paired = []
+    p = pairing.Pairing(st, IDS[0], DEVICE_PUB, lambda *a: paired.append(a), lambda m: None)
+    p.open_window()
+    answers = []
+    for i, payload in enumerate(split_messages(data)):
+        ftype = envelope.PAIR_START if i == 0 else envelope.PAIR
+        for frame_type, to, body in p.handle(ftype, IDS[1], memoryview(payload), False):
+            assert frame_type == envelope.PAIR and to == IDS[1] and len(body)
+            # Message type, and the error code of a PAIR_ERROR (the rest is random).
+            answers.append("%d.%d" % (body[0], body[1] if body[0] == 0x7F else 0))
+    assert not paired
+    return ",".join(answers) + ":failed=%d" % p.failed
+
+
 TARGETS = {
     "envelope": _envelope,
     "messages": _messages,
     "handshake1": _handshake1,
     "auth_challenge": _auth_challenge,
     "websocket": _websocket,
+    "pairing": _pairing,
 }
 
 

@@ -110,19 +110,16 @@ async def _attack(  # noqa: PLR0917 - one call site, keyword-free by design
 
 
 async def _roundtrip(ctl: Link, ctl_id: bytes, dev: Link, dev_id: bytes, n: int) -> None:
+    """A SESSION frame each way between the well-behaved pair. Strict: nothing the
+    fuzzer sent (from another account, or unauthenticated) may have reached them, so
+    the next frame each receives is the other's."""
     payload = b"\x03well-behaved " + n.to_bytes(4, "big")
     await ctl.send(SESSION, dev_id, payload)
-    while True:  # skip PRESENCE/ERROR noise the fuzzing may have caused
-        frame = await dev.recv()
-        if frame.type == SESSION:
-            break
-    assert (frame.peer, frame.payload) == (ctl_id, payload)
+    frame = await dev.recv()
+    assert (frame.type, frame.peer, frame.payload) == (SESSION, ctl_id, payload), frame
     await dev.send(SESSION, ctl_id, payload[::-1])
-    while True:
-        frame = await ctl.recv()
-        if frame.type == SESSION:
-            break
-    assert (frame.peer, frame.payload) == (dev_id, payload[::-1])
+    frame = await ctl.recv()
+    assert (frame.type, frame.peer, frame.payload) == (SESSION, dev_id, payload[::-1]), frame
 
 
 async def test_relay_websockets_survive_random_frames(tmp_path: Path) -> None:

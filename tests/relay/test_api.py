@@ -276,7 +276,7 @@ async def test_forwarded_for_behind_proxy(relay_factory: RelayFactory) -> None:
             json={"username": name, "password": PASSWORD},
             headers={"X-Forwarded-For": xff},
         )
-        return status
+        return int(status)
 
     assert await register("proxy1", "198.51.100.1, 203.0.113.1") == 201
     # The last entry is the proxy's view of the client: a spoofed first entry is ignored.

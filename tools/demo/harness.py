@@ -12,7 +12,7 @@ Each class runs one real part as its own process, as a user would run it:
   custom_components, onboarded and driven only through its public REST and
   websocket APIs.
 
-Everything here is synchronous (subprocess, `requests`, one short-lived
+Everything here is synchronous (subprocess, `httpx`, one short-lived
 websocket per call), so pytest fixtures can share the processes across a module
 without an event loop of their own.
 """
@@ -28,6 +28,7 @@ import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import requests
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -100,7 +101,7 @@ def port_in_use(port: int) -> bool:
 
 
 def wait_until[T](
-    predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2
+    predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2
 ) -> T:
     """Poll `predicate` until it returns something truthy; HarnessError on timeout."""
     deadline = time.monotonic() + timeout
@@ -108,8 +109,8 @@ def wait_until[T](
     while True:
         try:
             value = predicate()
-        except (requests.RequestException, OSError, HarnessError) as err:
-            last_error, value = err, None  # type: ignore[assignment]
+        except (httpx.HTTPError, OSError, HarnessError) as err:
+            last_error, value = err, None
         if value:
             return value
         if time.monotonic() > deadline:
@@ -299,15 +300,19 @@ class Relay(Process):
 
         def healthy() -> bool:
             self.check_alive()
-            r = requests.get(f"{self.url}/healthz", verify=str(self.cert), timeout=2)
-            return r.status_code == 200
+            with httpx.Client(verify=self.ssl_context(), timeout=2) as http:
+                return http.get(f"{self.url}/healthz").status_code == 200
 
         wait_until(healthy, timeout, "the relay to answer /healthz over TLS")
 
     def relay_key(self) -> str:
-        r = requests.get(f"{self.url}/api/v1/relay", verify=str(self.cert), timeout=5)
+        with httpx.Client(verify=self.ssl_context(), timeout=5) as http:
+            r = http.get(f"{self.url}/api/v1/relay")
         r.raise_for_status()
         return str(r.json()["relay_key"])
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cert)
 
 
 class Bridge(Process):
@@ -524,7 +529,7 @@ class HomeAssistant(Process):
         self.port = port
         self.frontend = frontend
         self.token: str | None = None
-        self._http = requests.Session()
+        self._http = httpx.Client(timeout=60)
 
     @property
     def url(self) -> str:
@@ -590,14 +595,14 @@ class HomeAssistant(Process):
             def up() -> bool:
                 self.check_alive()
                 r = self._http.get(f"{self.url}/api/onboarding", timeout=5)
-                return r.status_code == 200
+                return bool(r.status_code == 200)
 
             wait_until(up, timeout, f"Home Assistant's onboarding API on {self.url}", 0.5)
             return
 
         def running() -> bool:
             self.check_alive()
-            return self.rest("GET", "/api/config").get("state") == "RUNNING"
+            return bool(self.rest("GET", "/api/config").get("state") == "RUNNING")
 
         wait_until(running, timeout, f"Home Assistant on {self.url} to be running", 0.5)
 
@@ -639,7 +644,7 @@ class HomeAssistant(Process):
         self.wait_running()
         if all_steps:
             for step in ("core_config", "analytics"):
-                body = {"preferences": {}} if step == "analytics" else None
+                body: dict[str, Any] | None = {"preferences": {}} if step == "analytics" else None
                 self.rest("POST", f"/api/onboarding/{step}", body)
             self.rest(
                 "POST",

@@ -19,7 +19,13 @@ from .devices import DeviceLink
 from .envelope import Frame, FrameType
 from .ids import format_id
 from .pairing import ControllerPairing
-from .pairing_driver import STEP_TIMEOUT, PairingAttempt, PairingDeviceOffline, RunBlocking
+from .pairing_driver import (
+    STEP_TIMEOUT,
+    PairingAttempt,
+    PairingDeviceOffline,
+    PairingInProgress,
+    RunBlocking,
+)
 from .relay_auth import public_bytes
 from .session import InitiatorSession
 
@@ -143,7 +149,7 @@ class Hub:
         if not await self.connection.wait_connected(connect_timeout):
             raise PairingDeviceOffline("not connected to the relay")
         if self._pairing is not None:
-            raise RuntimeError("a pairing attempt is already running")
+            raise PairingInProgress("a pairing attempt is already running")
         pairing = ControllerPairing(device_id, private_bytes(self.static_key), setup_code)
         attempt = PairingAttempt(
             device_id, pairing, self._send_frame, self._run_blocking, self.pair_step_timeout

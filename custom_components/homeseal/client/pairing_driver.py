@@ -39,6 +39,10 @@ class PairingTimeout(PairingFailed):
     """The device stopped answering."""
 
 
+class PairingInProgress(PairingFailed):
+    """This controller is already pairing a device (one attempt at a time)."""
+
+
 class PairingRejected(PairingFailed):
     """The exchange failed (§5.2 `code`); `attempts_left` when known."""
 

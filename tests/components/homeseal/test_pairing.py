@@ -229,3 +229,24 @@ async def test_locked_out_after_20_wrong_codes(
     # Even the right code is refused now.
     result = await pair_flow(hass, entry, {CONF_SETUP_PAYLOAD: device.qr_payload})
     assert result["errors"]["base"] in {"locked_out", "not_in_pairing_mode"}
+
+
+async def test_one_pairing_at_a_time(
+    hass: HomeAssistant, relay: RelayProcess, make_device: Callable[..., SimDevice]
+) -> None:
+    first, second = make_device(), make_device(name="Second board")
+    entry = await setup_account(hass, relay)
+    flows = []
+    for device in (first, second):
+        result = await hass.config_entries.subentries.async_init(
+            (entry.entry_id, SUBENTRY_DEVICE), context={"source": SOURCE_USER}
+        )
+        flows.append(
+            await hass.config_entries.subentries.async_configure(
+                result["flow_id"], {CONF_SETUP_PAYLOAD: device.qr_payload}
+            )
+        )
+    results = [await finish_progress(hass, dict(r)) for r in flows]
+    assert results[0]["type"] is FlowResultType.CREATE_ENTRY
+    assert results[1]["type"] is FlowResultType.FORM
+    assert results[1]["errors"] == {"base": "pairing_in_progress"}

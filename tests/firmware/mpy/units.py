@@ -67,9 +67,10 @@ check("result ok", messages.result(3) == b'{"t":"result","id":3,"ok":true}')
 # -- the result cache keeps the last 32 ids
 cache = messages.ResultCache(32)
 for i in range(1, 34):
-    cache.put(i, b"r%d" % i)
-check("cache evicts oldest", cache.get(1) is None)
-check("cache keeps the last 32", cache.get(2) == b"r2" and cache.get(33) == b"r33")
+    cache.put(i, None if i % 2 else "bad_value")
+check("cache evicts oldest", cache.find(1) == -1)
+check("cache keeps the last 32", cache.error(cache.find(2)) == "bad_value")
+check("cache keeps the newest", cache.find(33) >= 0 and cache.error(cache.find(33)) is None)
 
 
 # -- entities with a fake hardware layer
