@@ -192,7 +192,6 @@ async def test_replay_reorder_and_whole_session_replay(setup: Setup) -> None:
     await su.switch(s, False)
     turn_on = [f for f in su.mitm.frames(DEVICE, DOWN) if kind(f) == TRANSPORT][-2]
     su.ctl.drain()
-    su.mitm.hook = once(DEVICE, DOWN, lambda f: False, lambda f: [f])
     await inject(su, turn_on)
     await expect_detected_by_device(su, 0)
     await su.recover()
@@ -239,23 +238,8 @@ async def test_replay_reorder_and_whole_session_replay(setup: Setup) -> None:
 
 
 async def inject(su: Setup, frame: bytes) -> None:
-    """Send a frame to the device as if the relay had sent it (the attacker's own frame)."""
-    # The proxy's device link has exactly one live upstream/downstream pair: reuse it by
-    # emitting the frame from the hook on the next frame going down, or directly below.
-    su.mitm.hook = None
-    done = asyncio.get_running_loop().create_future()
-
-    def hook(lk: str, d: str, data: bytes) -> list[bytes]:
-        if lk == DEVICE and d == DOWN and not done.done():
-            done.set_result(None)
-            return [data, frame]
-        return [data]
-
-    su.mitm.hook = hook
-    # Provoke one frame to the device: a ping the device answers (keeps the link busy).
-    await su.ctl.send(SESSION, su.dev.device_id, bytes((RESET, 1)))
-    await asyncio.wait_for(done, 5)
-    su.mitm.hook = None
+    """Send a frame to device A as if the relay had sent it (the attacker's own frame)."""
+    await su.mitm.inject(DEVICE, su.dev.device_id, DOWN, frame)
 
 
 async def test_tampered_state_is_not_accepted(setup: Setup) -> None:

@@ -21,7 +21,7 @@ from custom_components.homeseal.client.envelope import FrameType, RelayError
 from custom_components.homeseal.client.pairing import LockedOut, WrongCode
 from custom_components.homeseal.client.session import InitiatorSession
 from tests.firmware.harness import Controller, DeviceProcess, RelayProcess, new_account, provision
-from tests.relay.client import ROLE_DEVICE, Endpoint, open_ws
+from tests.relay.client import ROLE_CONTROLLER, ROLE_DEVICE, Endpoint, open_ws
 
 pytestmark = pytest.mark.micropython
 
@@ -171,3 +171,20 @@ async def test_device_cannot_pose_as_another(relay: RelayProcess, socket_enabled
         # The genuine connection was never replaced.
         await genuine.expect_silence(0.2)
         await genuine.close()
+
+
+async def test_controller_id_stays_with_its_account(
+    relay: RelayProcess, socket_enabled: None
+) -> None:
+    """Another account presenting a controller's key (a copied HA key) is refused."""
+    _, owner_token = await new_account(relay.http)
+    _, other_token = await new_account(relay.http)
+    owner = await Controller(relay.http, owner_token).connect()
+    await owner.close()
+    async with aiohttp.ClientSession() as http:
+        thief = Endpoint(ROLE_CONTROLLER, owner.key)
+        link = await open_ws(
+            http, relay.http.replace("http://", "ws://") + "/ws/controller", other_token
+        )
+        await link.send_raw(thief.respond(link.challenge))
+        await link.expect_close(4001)

@@ -196,7 +196,7 @@ def _open_pair() -> tuple[session.InitiatorSession, object]:
     responder.read_message(hs1[1:])
     hs2 = responder.write_message(b"")
     assert ctl.receive(bytes((session.Kind.HANDSHAKE2,)) + hs2) is None
-    _, device_send = responder.split()
+    device_send, _ = responder.split()
     return ctl, device_send
 
 
@@ -238,6 +238,15 @@ def test_session_receive_when_open(data: bytes, garbage_first: bool) -> None:
             return
         raise AssertionError("a failed session kept receiving") from None
     raise AssertionError("random bytes decrypted as a transport message")
+
+
+def test_session_genuine_transport_decrypts() -> None:
+    """The fixture of the tamper test is sound: the untouched message decrypts."""
+    ctl, device_send = _open_pair()
+    genuine = bytes((session.Kind.TRANSPORT,)) + device_send.encrypt_with_ad(  # type: ignore[attr-defined]
+        b"", b'{"t":"ping","id":7}'
+    )
+    assert ctl.receive(genuine) == b'{"t":"ping","id":7}'
 
 
 @fuzz(0.5)

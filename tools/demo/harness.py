@@ -611,14 +611,6 @@ class HomeAssistant(Process):
 
     # -- onboarding (HA's own API, as the frontend's onboarding pages use it)
 
-    def onboarding_done(self) -> set[str] | None:
-        """The onboarding steps done, or None once HA stopped serving onboarding."""
-        r = self._http.get(f"{self.url}/api/onboarding", timeout=10)
-        if r.status_code == 404:
-            return None
-        r.raise_for_status()
-        return {step["step"] for step in r.json() if step["done"]}
-
     def onboard(self, username: str, password: str, *, all_steps: bool = False) -> str:
         """Create the owner account; returns a long-lived access token.
 
