@@ -133,6 +133,8 @@ class Device:
         if control is not None:
             await self.hw.start_control(control[0], control[1])
             self.log("control socket %s:%d" % control)
+        if self.controller_id is not None:
+            self._next_e = noise.generate_keypair()  # ready for the first HANDSHAKE1
         await self.hw.network_up(self.cfg["wifi"], self.log)
         asyncio.create_task(self.ents.run(self._on_change, self.button, self._on_button))
         asyncio.create_task(self._periodic())

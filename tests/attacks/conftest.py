@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import pytest_socket
+import pytest_socket  # type: ignore[import-untyped]
 
 from tests.firmware.harness import RelayProcess
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -95,7 +95,7 @@ class Mitm:
             return [data]
         return self.hook(link, direction, data)
 
-    def _handler(self, link: str) -> Callable[[web.Request], object]:
+    def _handler(self, link: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             assert self._http is not None
             down = web.WebSocketResponse(protocols=(SUBPROTOCOL,), max_msg_size=0, autoping=True)

@@ -18,6 +18,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from custom_components.homeseal.client.envelope import FrameType
@@ -29,6 +30,7 @@ from tests.firmware.harness import (
     SessionClient,
     new_account,
     provision,
+    write_config,
 )
 
 from .proxy import CONTROLLER, DEVICE, DOWN, UP, Hook, Mitm
@@ -406,3 +408,47 @@ async def test_duplicated_press_acts_once(setup: Setup) -> None:
     await asyncio.sleep(0.3)  # the pulse is 100 ms long
     assert (await su.dev.pulses()).get("7", 0) == before + 1
     await su.recover()
+
+
+async def test_relay_authentication_cannot_be_proxied(
+    relay: RelayProcess, mitm: Mitm, tmp_path: Path
+) -> None:
+    """The attacker swaps the relay key in AUTH_CHALLENGE for its own (to learn or reuse
+    the device's answer): the MAC binds the key, so the real relay refuses it (4001); a
+    device that pins the relay key (relay.relay_key) refuses the challenge itself."""
+    attacker_pub = bytes.fromhex("9" * 64)
+
+    def swap(data: bytes) -> list[bytes]:
+        return [data[:11] + attacker_pub + data[43:]]
+
+    relay_pub = await relay_public_key(relay)
+    for pinned in (False, True):
+        dev = DeviceProcess(tmp_path / f"device-{pinned}", mitm.ws_device)
+        if pinned:
+            write_config(
+                dev.config,
+                mitm.ws_device,
+                relay={"url": mitm.ws_device, "relay_key": relay_pub.hex()},
+            )
+        provision(dev.state, CODE)
+        mitm.capture.clear()
+        mitm.hook = once(DEVICE, DOWN, lambda f: f[:1] == b"\x01", swap)
+        dev.start()
+        try:
+            if pinned:
+                await dev.wait_log("relay auth refused")
+            else:
+                await dev.wait_log("relay closed 4001")
+            assert dev.count("relay connected") == 0
+            # Without the attacker the same device connects.
+            mitm.hook = None
+            dev.stop()
+            dev.start()
+            await dev.wait_log("relay connected")
+        finally:
+            dev.stop()
+
+
+async def relay_public_key(relay: RelayProcess) -> bytes:
+    async with aiohttp.ClientSession() as http, http.get(f"{relay.http}/api/v1/relay") as r:
+        return bytes.fromhex((await r.json())["relay_key"])

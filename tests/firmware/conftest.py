@@ -12,8 +12,6 @@ import pytest_socket  # type: ignore[import-untyped]
 
 from .harness import Controller, DeviceProcess, RelayProcess, new_account
 
-pytestmark = pytest.mark.micropython
-
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:

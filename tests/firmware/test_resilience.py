@@ -114,6 +114,7 @@ class _Link:
         self.dev_r, self.dev_w, self.up_r, self.up_w = dev_r, dev_w, up_r, up_w
         self.lock = asyncio.Lock()
         self.device_close: int | None = None
+        self.device_frames: list[tuple[int, bytes]] = []  # (opcode, unmasked payload)
         self.tasks = [asyncio.create_task(self._down()), asyncio.create_task(self._up())]
 
     async def _read_frame(self, r: asyncio.StreamReader) -> tuple[int, bytes, bytes]:
@@ -146,6 +147,7 @@ class _Link:
             self.up_w.write(await self.dev_r.readuntil(b"\r\n\r\n"))
             while True:
                 op, raw, plain = await self._read_frame(self.dev_r)
+                self.device_frames.append((op, plain))
                 if op == 8 and len(plain) >= 2:
                     self.device_close = struct.unpack(">H", plain[:2])[0]
                 self.up_w.write(raw)
@@ -251,6 +253,50 @@ async def test_bad_input_from_the_relay_side(
         assert dev.alive
         s = await ctl.open_session(dev.device_id, device_pub)
         assert (await s.command("relay1", "turn_on"))["ok"]
+    finally:
+        await ctl.close()
+        await proxy.close()
+
+
+async def test_websocket_ping_fragments_and_close_from_the_relay_side(
+    make_device: Callable[..., DeviceProcess], relay: RelayProcess, token: str
+) -> None:
+    proxy = InjectingProxy(relay.port)
+    await proxy.start()
+    ctl = await Controller(relay.http, token).connect()
+    try:
+        dev = make_device()
+        write_config(dev.config, f"ws://127.0.0.1:{proxy.port}/ws/device")
+        provision(dev.state, CODE)
+        dev.start()
+        await dev.wait_log("relay connected")
+        device_pub = await ctl.pair(dev.device_id, CODE)
+        link = proxy.links[-1]
+
+        # A ping is answered with a pong carrying the same bytes.
+        await link.inject(ws_frame(9, b"heartbeat"))
+        for _ in range(100):
+            if (10, b"heartbeat") in link.device_frames:
+                break
+            await asyncio.sleep(0.05)
+        assert (10, b"heartbeat") in link.device_frames
+
+        # A frame split into fragments (with a ping between them) is one message:
+        # here a SESSION TRANSPORT for no session, answered with RESET no_session.
+        frame = b"\x20" + ctl.id + b"\x03" + bytes(40)
+        await link.inject(
+            ws_frame(2, frame[:5], fin=False) + ws_frame(9, b"x") + ws_frame(0, frame[5:])
+        )
+        _, _, payload = await ctl.recv((0x20,))
+        assert payload == b"\x04\x01"
+
+        # The relay's close (1012 restarting) is echoed, and the device comes back.
+        await link.inject(ws_frame(8, struct.pack(">H", 1012)))
+        await dev.wait_log("relay closed 1012")
+        await dev.wait_log("relay connected", count=2, within=15)
+        assert link.device_close == 1012
+        s = await ctl.open_session(dev.device_id, device_pub)
+        assert (await s.command("lamp", "turn_on", brightness=9))["ok"]
     finally:
         await ctl.close()
         await proxy.close()

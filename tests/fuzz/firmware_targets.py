@@ -1,4 +1,5 @@
 # ruff: noqa: UP031, PLW0603, PLC0415, PT018  (MicroPython code: no f-strings of bytes, module state)
+# mypy: ignore-errors
 """The firmware parsers the fuzz suite drives, written once for both interpreters.
 
 `classify(target, data)` runs one parser on one input and returns a short, comparable

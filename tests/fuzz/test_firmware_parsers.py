@@ -74,7 +74,9 @@ def _targets() -> Any:
     import_firmware("envelope")  # puts the shim and firmware/ on sys.path
     from tests.fuzz import firmware_targets  # noqa: PLC0415 - after the path setup
 
-    firmware_targets.setup(DEVICE_PUB, CONTROLLER_PUB, DEVICE_ID, CONTROLLER_ID, str(_STATE[0]))
+    firmware_targets.setup(  # type: ignore[no-untyped-call]
+        DEVICE_PUB, CONTROLLER_PUB, DEVICE_ID, CONTROLLER_ID, str(_STATE[0])
+    )
     return firmware_targets
 
 
@@ -186,6 +188,7 @@ def test_websocket_reader(data: bytes) -> None:
     assert verdict.startswith("ok:WS")
 
 
+@pytest.mark.micropython
 def test_replay_on_micropython() -> None:
     """The edge inputs and a sample of what hypothesis drew, on the real unix port."""
     corpus = {t: EDGES[t] + [d for d in CORPUS.get(t, []) if d not in EDGES[t]] for t in EDGES}

@@ -1,0 +1,1 @@
+"""Helpers of benchmarks/soak.py: the device simulator and the firmware launcher."""
