@@ -254,14 +254,16 @@ class DeviceSimulator:
         return int(line["ready"])
 
     async def _line(self, within: float) -> dict[str, Any]:
-        assert self.proc is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdout is not None
         raw = await asyncio.wait_for(self.proc.stdout.readline(), within)
         if not raw:
             raise RuntimeError(f"device simulator exited: {self.log.read_text()[-2000:]}")
         return json.loads(raw)  # type: ignore[no-any-return]
 
     async def command(self, text: str) -> None:
-        assert self.proc is not None and self.proc.stdin is not None
+        assert self.proc is not None
+        assert self.proc.stdin is not None
         self.proc.stdin.write(text.encode() + b"\n")
         await self.proc.stdin.drain()
 
@@ -404,7 +406,7 @@ class Soak:
 
     # -- main
 
-    async def run(self) -> int:  # noqa: PLR0915 - one linear script, read top to bottom
+    async def run(self) -> int:
         args = self.args
         n_fw = min(args.firmware, args.devices)
         n_sim = args.devices - n_fw
@@ -481,7 +483,7 @@ class Soak:
                           self.controller_key, False)  # fmt: skip
                 # Plain ws:// on loopback: the relay serves plain HTTP so the unix port
                 # (no ssl module) can join; TLS is not what this run measures.
-                hub.connection._url = f"ws://127.0.0.1:{self.relay.port}/ws/controller"  # noqa: SLF001
+                hub.connection._url = f"ws://127.0.0.1:{self.relay.port}/ws/controller"
                 for _, pub in preclaimed:
                     self.watch(hub.add_device(endpoint_id(pub), pub))
                 hub_task = asyncio.create_task(hub.run())
@@ -574,7 +576,7 @@ class Soak:
         for line in self.relay.log_problems():
             self.errors.add(f"relay log: {line}")
 
-    def report(  # noqa: PLR0913, PLR0917
+    def report(  # noqa: PLR0917
         self,
         elapsed: float,
         sent: int,
@@ -585,9 +587,10 @@ class Soak:
         rss_end: int,
         n_fw: int,
     ) -> int:
-        routed = m_end["homeseal_relay_frames_routed_total"] - m_start[
-            "homeseal_relay_frames_routed_total"
-        ]
+        routed = (
+            m_end["homeseal_relay_frames_routed_total"]
+            - m_start["homeseal_relay_frames_routed_total"]
+        )
         drops_end = labelled(m_end, "homeseal_relay_drops_total")
         drops_start = labelled(m_start, "homeseal_relay_drops_total")
         drops = {r: v - drops_start.get(r, 0) for r, v in drops_end.items()
@@ -616,7 +619,8 @@ class Soak:
             )
         lines = [
             "",
-            f"== soak result: {elapsed:.0f} s, {len(self.last_stamp)} devices reporting ==",
+            f"== soak result: {elapsed:.0f} s, "
+            f"{len(self.last_stamp)} simulated devices reporting state ==",
             f"frames through the relay : {routed / elapsed:,.0f} frames/s ({routed:,.0f} frames)",
             f"commands                 : {sent:,} offered at {self.args.command_rate:g}/s "
             f"({self.command_kinds['firmware']} to the {n_fw} firmware devices), "
@@ -631,7 +635,7 @@ class Soak:
             + (f"{growth_late:+.0f} KiB/min over the second half "
                f"({'UNBOUNDED GROWTH' if unbounded else 'bounded'}, limit {limit:.0f})"
                if judged else "run too short to judge growth (needs ≥ 2 min)"),
-            f"relay RSS samples (MiB)  : "
+            "relay RSS samples (MiB)  : "
             + " ".join(f"{v / 1024:.1f}" for _, v in self.rss),
             f"relay /metrics drops     : {drops or 'none'}; closes: {closes or 'none'}",
             f"device simulator         : {sim_report['commands']:,} commands executed, "
@@ -668,7 +672,7 @@ def main() -> int:
     parser.add_argument("--firmware", type=int, default=3,
                         help="of which real firmware on the MicroPython unix port (3)")  # fmt: skip
     parser.add_argument("--paired", type=int, default=5,
-                        help="simulated devices paired over SPAKE2+ rather than pre-claimed (5)")  # fmt: skip
+                        help="simulated devices paired over SPAKE2+ (5)")  # fmt: skip
     parser.add_argument("--minutes", type=float, default=10.0, help="soak duration (10)")
     parser.add_argument("--command-rate", type=float, default=100.0, help="commands/s (100)")
     parser.add_argument("--state-rate", type=float, default=200.0, help="state pushes/s (200)")

@@ -177,7 +177,8 @@ class SimDevice:
             self.stats.error(f"{self.name}: SESSION kind 0x{kind:02x}")
 
     def _on_handshake1(self, peer: bytes, body: bytes) -> None:
-        assert self.controller_pub is not None and self.controller_id is not None
+        assert self.controller_pub is not None
+        assert self.controller_id is not None
         handshake = HandshakeState(
             PROTOCOL_NAME,
             initiator=False,
@@ -337,7 +338,7 @@ class SimDevice:
                 try:
                     pub = pairing.unseal_static(k_p, peer, self.id, sealed)
                     pairing.check_identity(pub, peer)
-                except Exception as err:  # noqa: BLE001 - any failure is reported, not raised
+                except Exception as err:
                     self._pair_error(peer, pairing.ErrorCode.IDENTITY_MISMATCH, str(err))
                     return
                 self._pin(pub)

@@ -87,7 +87,9 @@ class FirmwareDevice:
             if not self.alive:
                 raise RuntimeError(f"firmware exited:\n{self.output()[-2000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"firmware: no {pattern!r} in {within} s:\n{self.output()[-2000:]}")
+                raise RuntimeError(
+                    f"firmware: no {pattern!r} in {within} s:\n{self.output()[-2000:]}"
+                )
             await asyncio.sleep(0.1)
 
     def stop(self) -> None:

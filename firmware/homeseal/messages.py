@@ -31,10 +31,58 @@ def _id(obj):
     return v
 
 
+def _check_strict_json(pt):
+    # MicroPython's json accepts more than JSON does: leading zeros ("01"),
+    # trailing commas, raw control characters in strings and bytes after the
+    # value. §7 makes those protocol errors, as the controller's parser does, so
+    # one scan over the bytes rejects them before json.loads sees them.
+    in_str = False
+    esc = False
+    done = False
+    depth = 0
+    prev = 0  # last significant byte outside strings
+    prev2 = 0
+    n = len(pt)
+    for i in range(n):
+        c = pt[i]
+        if in_str:
+            if c < 0x20:
+                raise MessageError("control character")
+            if esc:
+                esc = False
+            elif c == 0x5C:  # backslash
+                esc = True
+            elif c == 0x22:
+                in_str = False
+                prev2, prev = prev, c
+            continue
+        if c == 0x20 or c == 0x0A or c == 0x0D or c == 0x09:
+            continue
+        if done:
+            raise MessageError("data after the value")
+        if c == 0x22:
+            in_str = True
+        elif c == 0x7B or c == 0x5B:  # { [
+            depth += 1
+        elif c == 0x7D or c == 0x5D:  # } ]
+            if prev == 0x2C:
+                raise MessageError("trailing comma")
+            depth -= 1
+            done = depth <= 0
+        elif c == 0x30 and i + 1 < n and 0x30 <= pt[i + 1] <= 0x39:
+            # "0" followed by a digit at the start of a number (after : [ , or a sign).
+            if prev in (0x3A, 0x5B, 0x2C) or (prev == 0x2D and prev2 in (0x3A, 0x5B, 0x2C)):
+                raise MessageError("leading zero")
+        elif c < 0x20 or c > 0x7E:
+            raise MessageError("byte outside JSON")
+        prev2, prev = prev, c
+
+
 def parse(pt):
     """Decode a controller message; returns the dict with its fields checked."""
     if len(pt) > MAX_MESSAGE:
         raise MessageError("too long")
+    _check_strict_json(pt)
     try:
         obj = json.loads(str(pt, "utf-8"))
     except (ValueError, UnicodeError):
