@@ -22,6 +22,7 @@ from typing import Final
 
 from aiohttp import web
 
+from . import auth
 from . import envelope as env
 from .config import Limits
 from .ratelimit import Bucket, KeyedLimiter
@@ -53,6 +54,8 @@ class Conn:
         "bucket",
         "close_code",
         "close_task",
+        "control_key",
+        "control_seq",
         "endpoint_id",
         "expiry",
         "owner",
@@ -86,6 +89,9 @@ class Conn:
         self.token_hash: str | None = None
         self.bucket: Bucket | None = None  # devices: their own frame budget
         self.pairing_peers: dict[bytes, int] = {}  # devices: controller id → account
+        # Devices: k_ctl of §4.1 and the seq of the last authenticated CLAIM/RELEASE.
+        self.control_key: bytes | None = None
+        self.control_seq = 0
         self.close_code: int | None = None
         self.close_task: asyncio.Task[None] | None = None
         self.expiry: asyncio.TimerHandle | None = None
@@ -432,9 +438,27 @@ class Router:
 
     async def control(self, conn: Conn, data: bytes) -> int:
         frame_type, peer_id = data[0], data[1:11]
-        if len(data) != env.HEADER_LEN:
-            self.stats.drop("protocol_error")
-            return env.CLOSE_PROTOCOL_ERROR
+        # Authenticated under the connection's k_ctl (§4.1) before anything else: the
+        # device's link may be plain ws://, and ownership must never move on a frame
+        # someone on that link injected. The read loop awaits this, so seq checks
+        # see the device's frames in order.
+        try:
+            if conn.control_key is None:
+                raise auth.ControlAuthError("no control key on this connection")
+            conn.control_seq = auth.verify_control(
+                conn.control_key, frame_type, peer_id, data[env.HEADER_LEN :], conn.control_seq
+            )
+        except auth.ControlAuthError as err:
+            self.stats.auth_failures[ROLE_DEVICE] = self.stats.auth_failures.get(ROLE_DEVICE, 0) + 1
+            _LOG.warning(
+                "unauthenticated control frame",
+                extra={
+                    "device_id": env.format_id(conn.endpoint_id),
+                    "frame_type": frame_type,
+                    "reason": str(err),
+                },
+            )
+            return env.CLOSE_AUTH_FAILED
         if frame_type == env.CLAIM:
             account_id = conn.pairing_peers.get(peer_id)
             if account_id is None:

@@ -78,10 +78,12 @@ async def _endpoint(request: web.Request, role: str, session: Session | None) ->
             await close_ws(ws, result)
         return ws
 
-    endpoint_id, public_key = result
+    endpoint_id, verified = result
     conn = Conn(ws, request, role, endpoint_id)
+    # Authenticates this connection's CLAIM/RELEASE frames (§4.1); only devices send them.
+    conn.control_key = verified.control_key if role == ROLE_DEVICE else None
     try:
-        code = await _register(request, router, conn, public_key, session)
+        code = await _register(request, router, conn, verified.public_key, session)
         if code:
             if code == env.CLOSE_AUTH_FAILED:
                 stats.auth_failures[role] = stats.auth_failures.get(role, 0) + 1
@@ -106,8 +108,8 @@ async def _endpoint(request: web.Request, role: str, session: Session | None) ->
 
 async def _authenticate(
     request: web.Request, ws: web.WebSocketResponse, role: str
-) -> tuple[bytes, bytes] | int:
-    """(endpoint id, public key) on success, else a close code (0: the peer left)."""
+) -> tuple[bytes, auth.Verified] | int:
+    """(endpoint id, its key and k_ctl) on success, else a close code (0: the peer left)."""
     config, key = request.app[CONFIG], request.app[RELAY_KEY]
     nonce = auth.new_nonce()
     await ws.send_bytes(env.build(env.AUTH_CHALLENGE, env.ZERO_ID, key.public + nonce))
@@ -126,11 +128,11 @@ async def _authenticate(
         return env.CLOSE_PROTOCOL_ERROR
     role_byte = auth.ROLE_DEVICE if role == ROLE_DEVICE else auth.ROLE_CONTROLLER
     try:
-        public_key = auth.verify_response(key, nonce, role_byte, data[1:11], data[11:])
+        verified = auth.verify_response(key, nonce, role_byte, data[1:11], data[11:])
     except auth.AuthError as err:
         _LOG.info("auth response rejected", extra={"role": role, "reason": str(err)})
         return env.CLOSE_AUTH_FAILED
-    return data[1:11], public_key
+    return data[1:11], verified
 
 
 async def _register(

@@ -43,6 +43,7 @@ APPENDIX_HEADING: Final = "## Appendix A. Worked examples"
 SETUP_CODE: Final = "31415926"
 ITERATIONS: Final = 1000  # the minimum, so tests on the device side stay quick
 RELAY_AUTH_LABEL: Final = b"HomeSeal v1 relay auth"
+RELAY_CONTROL_LABEL: Final = b"HomeSeal v1 relay control"
 HEX_WRAP: Final = 64
 
 # Frame types of §3 used below.
@@ -51,6 +52,7 @@ AUTH_RESPONSE: Final = 0x02
 PAIR_START: Final = 0x10
 PAIR: Final = 0x11
 SESSION: Final = 0x20
+CLAIM: Final = 0x30
 
 
 def secret(label: str) -> bytes:
@@ -68,8 +70,11 @@ def frame(frame_type: int, peer: bytes, payload: bytes) -> bytes:
     return bytes((frame_type,)) + peer + payload
 
 
-def relay_auth(static: KeyPair, relay: KeyPair, nonce: bytes, role: int) -> dict[str, Any]:
-    """§4 for one endpoint, step by step."""
+def relay_auth(
+    static: KeyPair, relay: KeyPair, nonce: bytes, role: int, claim_peer: bytes | None = None
+) -> dict[str, Any]:
+    """§4 for one endpoint, step by step; with claim_peer, also §4.1's k_ctl and the
+    connection's first control frame, a CLAIM naming that controller."""
     dh = X25519PrivateKey.from_private_bytes(static.private).exchange(
         X25519PublicKey.from_public_bytes(relay.public)
     )
@@ -77,7 +82,7 @@ def relay_auth(static: KeyPair, relay: KeyPair, nonce: bytes, role: int) -> dict
     mac_input = RELAY_AUTH_LABEL + bytes((role,)) + relay.public + static.public + nonce
     mac = hmac.digest(k, mac_input, hashlib.sha256)
     own_id = endpoint_id(static.public)
-    return {
+    out: dict[str, Any] = {
         "role": role,
         "auth_challenge_frame": frame(AUTH_CHALLENGE, bytes(10), relay.public + nonce).hex(),
         "dh": dh.hex(),
@@ -86,6 +91,21 @@ def relay_auth(static: KeyPair, relay: KeyPair, nonce: bytes, role: int) -> dict
         "mac": mac.hex(),
         "auth_response_frame": frame(AUTH_RESPONSE, own_id, static.public + mac).hex(),
     }
+    if claim_peer is not None:
+        k_ctl = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=nonce, info=RELAY_CONTROL_LABEL
+        ).derive(dh)
+        seq = 1
+        claim_input = bytes((CLAIM,)) + claim_peer + seq.to_bytes(4, "big")
+        claim_mac = hmac.digest(k_ctl, claim_input, hashlib.sha256)
+        out["k_ctl"] = k_ctl.hex()
+        out["claim"] = {
+            "seq": seq,
+            "mac_input": claim_input.hex(),
+            "mac": claim_mac.hex(),
+            "frame": frame(CLAIM, claim_peer, seq.to_bytes(4, "big") + claim_mac).hex(),
+        }
+    return out
 
 
 def _message(name: str, sender: str, frame_type: int, peer: bytes, body: bytes) -> dict[str, Any]:
@@ -349,7 +369,7 @@ def generate() -> dict[str, Any]:
         "relay_auth": {
             "relay_static_pub": relay.public.hex(),
             "nonce": relay_nonce.hex(),
-            "device": relay_auth(device, relay, relay_nonce, 0x01),
+            "device": relay_auth(device, relay, relay_nonce, 0x01, claim_peer=controller_id),
             "controller": relay_auth(controller, relay, relay_nonce, 0x02),
         },
         "pairing": pairing_example(controller, device, controller_id, device_id),
@@ -441,6 +461,22 @@ def render_appendix(ex: dict[str, Any]) -> str:
             ),
             "",
         ]
+        if "claim" in a:
+            c = a["claim"]
+            lines += [
+                "Its control key (§4.1), and its first control frame on this connection,",
+                f"`CLAIM` naming the controller with seq {c['seq']}:",
+                "",
+                *_hex_block(
+                    [
+                        ("k_ctl", a["k_ctl"]),
+                        ("mac input", c["mac_input"]),
+                        ("mac", c["mac"]),
+                        ("CLAIM", c["frame"]),
+                    ]
+                ),
+                "",
+            ]
     lines += [
         "### A.4 Pairing (§5)",
         "",

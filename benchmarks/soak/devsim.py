@@ -346,7 +346,8 @@ class SimDevice:
                 assert self.sock is not None
                 sealed_device = pairing.seal_static(k_v, peer, self.id, self.sock.pub)
                 self._send(FrameType.PAIR, peer, pairing.PairDone(sealed_device).encode())
-                self._send(FrameType.CLAIM, peer)
+                self.sock.send_control(FrameType.CLAIM, peer)
+                self.stats.frames_out += 1
             case _:
                 self._pair_error(peer, pairing.ErrorCode.BAD_MESSAGE, f"unexpected {message}")
 

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import os
 from collections.abc import Callable
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from custom_components.homeseal.client.envelope import FrameType
 from custom_components.homeseal.client.ids import endpoint_id
 from custom_components.homeseal.client.relay_auth import ROLE_DEVICE, auth_response, public_bytes
+
+CONTROL_LABEL = b"HomeSeal v1 relay control"
 
 
 def ws_frame(data: bytes) -> bytes:
@@ -51,6 +57,9 @@ class DeviceSocket(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.ready: asyncio.Future[None] = loop.create_future()
         self.close_code: int | None = None
+        # §4.1: CLAIM / RELEASE carry `seq ‖ HMAC(k_ctl, type ‖ peer id ‖ seq)`.
+        self.k_ctl: bytes | None = None
+        self.control_seq = 0
 
     # -- asyncio.Protocol
 
@@ -126,6 +135,14 @@ class DeviceSocket(asyncio.Protocol):
     def send(self, frame: bytes) -> None:
         self._write(ws_frame(frame))
 
+    def send_control(self, frame_type: int, peer: bytes) -> None:
+        """CLAIM or RELEASE, authenticated under this connection's k_ctl (§4.1)."""
+        assert self.k_ctl is not None
+        self.control_seq += 1
+        seq = self.control_seq.to_bytes(4, "big")
+        mac = hmac.new(self.k_ctl, bytes((frame_type,)) + peer + seq, hashlib.sha256).digest()
+        self.send(bytes((frame_type,)) + peer + seq + mac)
+
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
@@ -141,6 +158,11 @@ class DeviceSocket(asyncio.Protocol):
     def _auth(self, frame: bytes) -> None:
         if frame[0] == FrameType.AUTH_CHALLENGE:
             response = auth_response(self.key, frame[11:], ROLE_DEVICE)
+            relay_pub, nonce = frame[11:43], frame[43:75]
+            dh = self.key.exchange(X25519PublicKey.from_public_bytes(relay_pub))
+            self.k_ctl = HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=nonce, info=CONTROL_LABEL
+            ).derive(dh)
             self.send(bytes((FrameType.AUTH_RESPONSE,)) + self.id + response)
         elif frame[0] == FrameType.AUTH_OK and len(frame) == 12:
             self.authenticated = True

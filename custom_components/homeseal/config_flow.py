@@ -374,6 +374,7 @@ class DeviceSubentryFlow(ConfigSubentryFlow):
 
     async def async_step_pair(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
         entry: HomeSealConfigEntry = self._get_entry()
+        started = self._task is None
         if self._task is None:
             assert self._device_id is not None
             assert self._setup_code is not None
@@ -381,7 +382,9 @@ class DeviceSubentryFlow(ConfigSubentryFlow):
             self._task = self.hass.async_create_task(
                 hub.pair(self._device_id, self._setup_code), "homeseal pairing"
             )
-        if not self._task.done():
+        # Always show progress first, even if the task already ended (it can fail at
+        # once): "progress done" straight from the form would re-run the form's input.
+        if started or not self._task.done():
             return self.async_show_progress(
                 step_id="pair",
                 progress_action="pairing",

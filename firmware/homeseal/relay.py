@@ -1,7 +1,8 @@
 # The device's connection to the relay (PROTOCOL.md §2–§4): websocket,
 # challenge–response authentication with the static key, heartbeats, and
 # reconnection with jittered exponential backoff. Frames after AUTH_OK go to
-# the device through `on_frame(type, peer, payload)`.
+# the device through `on_frame(type, peer, payload)`. CLAIM and RELEASE go out
+# authenticated under the connection's control key k_ctl (§4.1).
 import asyncio
 import gc
 import os
@@ -14,6 +15,7 @@ from homeseal import ct, envelope, kdf, ws, x25519
 
 SUBPROTOCOL = "homeseal.v1"
 AUTH_LABEL = b"HomeSeal v1 relay auth"
+CONTROL_LABEL = b"HomeSeal v1 relay control"
 ROLE_DEVICE = b"\x01"
 
 _AUTH_TIMEOUT_MS = const(10000)
@@ -22,11 +24,8 @@ _DEAD_MS = const(50000)  # give up on a connection this long without a byte
 _STALL_MS = const(20000)  # a send that cannot drain for this long means a dead link
 _STABLE_MS = const(30000)  # a connection that lived this long resets the backoff
 _BACKOFF_CAP_MS = const(60000)
-_NEEDS_USER_MS = const(900000)  # after 4001/4007: retry only every 15 min
 
 CLOSE_PROTOCOL_ERROR = const(4000)
-CLOSE_AUTH_FAILED = const(4001)
-CLOSE_UNAUTHORIZED = const(4007)
 
 
 class AuthError(Exception):
@@ -40,7 +39,9 @@ def backoff_ms(attempt):
 
 
 def auth_response(priv, pub, challenge, pinned=None):
-    """AUTH_RESPONSE payload `s.pub ‖ mac` for an AUTH_CHALLENGE payload `R ‖ nonce`."""
+    """(AUTH_RESPONSE payload `s.pub ‖ mac`, k_ctl) for an AUTH_CHALLENGE payload `R ‖ nonce`.
+
+    k_ctl (§4.1) comes from the same dh, so the costly X25519 runs once."""
     if len(challenge) != 64:
         raise AuthError("AUTH_CHALLENGE payload is not 64 bytes")
     R = bytes(challenge[0:32])
@@ -53,7 +54,19 @@ def auth_response(priv, pub, challenge, pinned=None):
         raise AuthError("relay key gives an all-zero shared secret")
     k = kdf.hkdf(nonce, dh, AUTH_LABEL, 32)
     mac = kdf.hmac_sha256(k, AUTH_LABEL + ROLE_DEVICE + R + pub + nonce)
-    return pub + mac
+    return pub + mac, kdf.hkdf(nonce, dh, CONTROL_LABEL, 32)
+
+
+def control_payload(k_ctl, ftype, peer, seq):
+    """CLAIM/RELEASE payload `seq (4) ‖ HMAC-SHA256(k_ctl, type ‖ peer id ‖ seq)` (§4.1)."""
+    msg = bytearray(15)
+    msg[0] = ftype
+    msg[1:11] = peer
+    msg[11] = (seq >> 24) & 0xFF
+    msg[12] = (seq >> 16) & 0xFF
+    msg[13] = (seq >> 8) & 0xFF
+    msg[14] = seq & 0xFF
+    return bytes(msg[11:15]) + kdf.hmac_sha256(k_ctl, msg)
 
 
 def _ca_certs(data):
@@ -122,9 +135,18 @@ class Relay:
         self.connect_started = 0  # ticks when the current connection's TCP connect began
         self._dead = False
         self._bufs = bufs or ws.Buffers(envelope.MAX_FRAME)
+        # Per connection (§4.1): the control key and the seq of the last control frame.
+        self._k_ctl = None
+        self._seq = 0
+        self._ctl_lock = asyncio.Lock()
 
     async def send(self, ftype, peer, payload=b""):
-        """Send one frame; False when there is no connection (the frame is dropped)."""
+        """Send one frame; False when there is no connection (the frame is dropped).
+
+        CLAIM and RELEASE get their `seq ‖ mac` payload here (any payload given is
+        ignored)."""
+        if ftype == envelope.CLAIM or ftype == envelope.RELEASE:
+            return await self._send_control(ftype, peer)
         w = self.ws
         if w is None or not self.connected:
             return False
@@ -133,6 +155,20 @@ class Relay:
             return True
         except ws.WSError:
             return False
+
+    async def _send_control(self, ftype, peer):
+        # The lock keeps seq order = wire order when two tasks send control frames.
+        async with self._ctl_lock:
+            w = self.ws
+            if w is None or not self.connected or self._k_ctl is None:
+                return False
+            self._seq += 1
+            payload = control_payload(self._k_ctl, ftype, peer, self._seq)
+            try:
+                await w.send(envelope.header(ftype, peer), payload)
+                return True
+            except ws.WSError:
+                return False
 
     async def run(self):
         attempt = 0
@@ -147,12 +183,11 @@ class Relay:
                 code = ws.CLOSE_ABNORMAL
             if self.connects and time.ticks_diff(time.ticks_ms(), t0) >= _STABLE_MS:
                 attempt = 0
-            if code in (CLOSE_AUTH_FAILED, CLOSE_UNAUTHORIZED):
-                delay = _NEEDS_USER_MS
-            else:
-                delay = backoff_ms(attempt)
-                attempt = min(attempt + 1, 16)
-            self._log("relay reconnect in %d ms" % delay)
+            # Always the capped backoff, after 4001 too: one flipped bit on a ws://
+            # link must not take the device offline for long (§2.1).
+            delay = backoff_ms(attempt)
+            attempt = min(attempt + 1, 16)
+            self._log("relay reconnect in %d ms (close %d)" % (delay, code))
             await asyncio.sleep_ms(delay)
 
     async def _connect_once(self):
@@ -200,6 +235,7 @@ class Relay:
             self._log("relay connection error: %s" % e)
         finally:
             self.connected = False
+            self._k_ctl = None
             if keepalive is not None:
                 keepalive.cancel()
             w.abort()
@@ -213,7 +249,7 @@ class Relay:
         ftype, _, payload = envelope.parse(msg)
         if ftype != envelope.AUTH_CHALLENGE:
             raise envelope.EnvelopeError("expected AUTH_CHALLENGE")
-        resp = auth_response(self._priv, self._pub, payload, self._cfg["relay_key"])
+        resp, k_ctl = auth_response(self._priv, self._pub, payload, self._cfg["relay_key"])
         await w.send(envelope.header(envelope.AUTH_RESPONSE, self._id), resp)
         op, msg = await w.recv()
         if op != ws.OP_BINARY:
@@ -221,6 +257,8 @@ class Relay:
         ftype, _, payload = envelope.parse(msg)
         if ftype != envelope.AUTH_OK or len(payload) != 1:
             raise envelope.EnvelopeError("expected AUTH_OK")
+        self._k_ctl = k_ctl
+        self._seq = 0
         return payload[0] & 1
 
     async def _serve(self, w):

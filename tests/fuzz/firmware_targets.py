@@ -53,7 +53,8 @@ def _handshake1(data):
 
 
 def _auth_challenge(data):
-    return "mac:%d" % len(relay.auth_response(DEVICE_PRIV, DEVICE_PUB, data))
+    resp, k_ctl = relay.auth_response(DEVICE_PRIV, DEVICE_PUB, data)
+    return "mac:%d:%s" % (len(resp), bytes(k_ctl).hex())
 
 
 class _Reader:

@@ -121,7 +121,8 @@ EDGES: dict[str, list[bytes]] = {
                  # MicroPython's json alone accepts these; JSON (and §7) does not.
                  b'{"t":"ping","id":01}', b'{"t":"ping","id":1,}', b'{"t":"ping","id":1}\x00',
                  b'{"t":"ping","id":-01}', b'{"t":"pi\x01ng","id":1}', b'{"t":"ping","id":10}',
-                 b'{"t":"ping","id":1} ', b'{"t":"command","id":1,"key":"a","action":"turn_on","brightness":0}'],
+                 b'{"t":"ping","id":1} ',
+                 b'{"t":"command","id":1,"key":"a","action":"turn_on","brightness":0}'],
     "handshake1": [b"", bytes(47), bytes(48), bytes(49), *(k + bytes(16) for k in LOW_ORDER)],
     "auth_challenge": [b"", bytes(63), bytes(64), bytes(65), *(k + bytes(32) for k in LOW_ORDER)],
     "websocket": [b"", b"\x82", b"\x82\x00", b"\x82\x05hello", b"\x81\x01a", b"\x02\x01a\x80\x01b",

@@ -80,7 +80,8 @@ def test_auth_response_bit_flips_refused(flip: int, role: int) -> None:
     pub = key.public_key().public_bytes_raw()
     dh = key.exchange(RELAY_KEY.private.public_key())
     payload = pub + auth.compute_mac(dh, role, RELAY_KEY.public, pub, NONCE)
-    assert auth.verify_response(RELAY_KEY, NONCE, role, endpoint_id(pub), payload) == pub
+    verified = auth.verify_response(RELAY_KEY, NONCE, role, endpoint_id(pub), payload)
+    assert verified.public_key == pub
     bad = bytearray(payload)
     bad[flip // 8] ^= 1 << (flip % 8)
     try:

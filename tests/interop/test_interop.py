@@ -317,4 +317,4 @@ def test_firmware_reproduces_worked_examples() -> None:
     out = run_micropython(RESPONDER.parent / "examples.py", str(examples))
     lines = out.split("\n")
     assert lines[-2:] == ["done", ""], out
-    assert len([line for line in lines if line.startswith("ok ")]) == 19, out
+    assert len([line for line in lines if line.startswith("ok ")]) == 23, out

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 LABEL = b"HomeSeal v1 relay auth"
+CONTROL_LABEL = b"HomeSeal v1 relay control"
 ROLE_DEVICE = 0x01
 ROLE_CONTROLLER = 0x02
 ZERO_ID = bytes(10)
@@ -37,6 +38,12 @@ def auth_mac(dh: bytes, role: int, relay_pub: bytes, pub: bytes, nonce: bytes) -
     return hmac.new(k, LABEL + bytes((role,)) + relay_pub + pub + nonce, hashlib.sha256).digest()
 
 
+def control_mac(k_ctl: bytes, frame_type: int, peer: bytes, seq: int) -> bytes:
+    """§4.1: HMAC-SHA256(k_ctl, type ‖ peer id ‖ seq) of a CLAIM or RELEASE frame."""
+    msg = bytes((frame_type,)) + peer + seq.to_bytes(4, "big")
+    return hmac.new(k_ctl, msg, hashlib.sha256).digest()
+
+
 class Endpoint:
     """A static X25519 key pair and the AUTH_RESPONSE it produces."""
 
@@ -52,6 +59,12 @@ class Endpoint:
         mac = auth_mac(dh, self.role, relay_pub, self.pub, nonce)
         return bytes((AUTH_RESPONSE,)) + self.id + self.pub + mac
 
+    def control_key(self, challenge: bytes) -> bytes:
+        """k_ctl of §4.1 for the connection that received this AUTH_CHALLENGE frame."""
+        relay_pub, nonce = challenge[11:43], challenge[43:75]
+        dh = self.private.exchange(X25519PublicKey.from_public_bytes(relay_pub))
+        return HKDF(algorithm=hashes.SHA256(), length=32, salt=nonce, info=CONTROL_LABEL).derive(dh)
+
 
 @dataclass
 class Frame:
@@ -66,9 +79,22 @@ class Link:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.challenge: bytes = b""
+        self.k_ctl: bytes = b""  # devices: set by connect()
+        self.control_seq = 0  # seq of the last CLAIM/RELEASE sent on this connection
 
     async def send(self, frame_type: int, peer: bytes = ZERO_ID, payload: bytes = b"") -> None:
         await self.ws.send_bytes(bytes((frame_type,)) + peer + payload)
+
+    def control_payload(self, frame_type: int, peer: bytes = ZERO_ID) -> bytes:
+        """`seq ‖ mac` for the next CLAIM/RELEASE of this connection (§4.1); counts it."""
+        assert self.k_ctl, "not an authenticated device connection"
+        self.control_seq += 1
+        seq = self.control_seq
+        return seq.to_bytes(4, "big") + control_mac(self.k_ctl, frame_type, peer, seq)
+
+    async def send_control(self, frame_type: int, peer: bytes = ZERO_ID) -> None:
+        """An authenticated CLAIM or RELEASE, as a well-behaved device sends it."""
+        await self.send(frame_type, peer, self.control_payload(frame_type, peer))
 
     async def send_raw(self, data: bytes) -> None:
         await self.ws.send_bytes(data)
@@ -148,6 +174,8 @@ async def connect(
     await link.send_raw(endpoint.respond(link.challenge))
     ok = await link.recv()
     assert ok.type == AUTH_OK, ok
+    if endpoint.role == ROLE_DEVICE:
+        link.k_ctl = endpoint.control_key(link.challenge)
     link.auth_flags = ok.payload  # type: ignore[attr-defined]
     return link
 
@@ -163,6 +191,6 @@ async def pair_and_claim(ctl: Link, ctl_id: bytes, dev: Link, dev_id: bytes) -> 
     await ctl.expect(PAIR, dev_id, b"\x02params")
     await ctl.send(PAIR, dev_id, b"\x03" + bytes(65))
     await dev.expect(PAIR, ctl_id, b"\x03" + bytes(65))
-    await dev.send(CLAIM, ctl_id)
+    await dev.send_control(CLAIM, ctl_id)
     await dev.expect(CLAIMED, ctl_id, b"")
     await ctl.expect(PRESENCE, dev_id, b"\x01")

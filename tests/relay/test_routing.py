@@ -95,13 +95,13 @@ async def test_claim_needs_pairing_peer(relay: Relay) -> None:
     await ctl_a.send(PAIR_START, device.id, b"\x01\x01")
     await dev.expect(PAIR_START, controller_a.id)
     for target in (controller_b.id, bytes(10)):
-        await dev.send(CLAIM, target)
+        await dev.send_control(CLAIM, target)
         await dev.expect(ERROR, target, NOT_CLAIMABLE)
     assert owner_of(relay, device.id) is None
     await ctl_b.expect_silence(0.1)
-    # A claim with a payload is malformed.
+    # A claim without its seq ‖ mac is not the device's (§4.1).
     await dev.send(CLAIM, controller_a.id, b"x")
-    await dev.expect_close(4000)
+    await dev.expect_close(4001)
     assert owner_of(relay, device.id) is None
     for link in (ctl_a, ctl_b):
         await link.close()
@@ -178,7 +178,7 @@ async def test_pairing_an_owned_device_by_another_account(relay: Relay) -> None:
     await ctl_b.send(PAIR_START, a.device.id, b"\x01\x01")
     await ctl_b.expect(ERROR, a.device.id, NOT_PERMITTED)
     # After a RELEASE (the device forgot its controller) anyone may pair it.
-    await a.dev.send(RELEASE)
+    await a.dev.send_control(RELEASE)
     await a.ctl.expect(PRESENCE, a.device.id, b"\x00")
     assert owner_of(relay, a.device.id) is None
     await a.dev.send(SESSION, a.controller.id, b"\x03")
@@ -202,7 +202,7 @@ async def test_remove_device_tells_device_and_drops_routes(relay: Relay) -> None
     await pair.dev.send(SESSION, pair.controller.id, b"\x03")
     await pair.dev.expect(ERROR, pair.controller.id, NOT_PERMITTED)
     # The old pairing peer cannot slip a claim through either.
-    await pair.dev.send(CLAIM, pair.controller.id)
+    await pair.dev.send_control(CLAIM, pair.controller.id)
     await pair.dev.expect(ERROR, pair.controller.id, NOT_CLAIMABLE)
     status, data, _ = await relay.request("GET", "/api/v1/devices", pair.token)
     assert data == {"devices": []}

@@ -56,8 +56,20 @@ def test_example_relay_auth(who: str) -> None:
     frame = bytes.fromhex(example["auth_response_frame"])
     frame_type, peer, payload = env.parse(frame)
     assert frame_type == env.AUTH_RESPONSE
-    pub = auth.verify_response(key, nonce, example["role"], peer, payload)
-    assert pub.hex() == EXAMPLES["keys"][f"{who}_static_pub"]
+    verified = auth.verify_response(key, nonce, example["role"], peer, payload)
+    assert verified.public_key.hex() == EXAMPLES["keys"][f"{who}_static_pub"]
+    if "claim" in example:
+        # §4.1: the relay derives the same k_ctl and accepts the device's first CLAIM.
+        assert verified.control_key.hex() == example["k_ctl"]
+        claim_type, claim_peer, claim_payload = env.parse(bytes.fromhex(example["claim"]["frame"]))
+        assert claim_type == env.CLAIM
+        assert claim_peer.hex() == EXAMPLES["keys"]["controller_id"]
+        seq = auth.verify_control(verified.control_key, claim_type, claim_peer, claim_payload, 0)
+        assert seq == example["claim"]["seq"] == 1
+        assert (
+            auth.control_mac(verified.control_key, env.CLAIM, claim_peer, 1).hex()
+            == (example["claim"]["mac"])
+        )
     # The other role, another nonce, a flipped MAC bit: all refused.
     other_role = 3 - example["role"]
     with pytest.raises(auth.AuthError):

@@ -215,10 +215,10 @@ async def test_locked_out_after_20_wrong_codes(
     for attempt in range(21):
         if attempt and attempt % 9 == 0:
             # The relay's PAIR_START limit (10 per device) is in memory: restart it.
+            offset = device.log.stat().st_size
             run_in_thread(relay.restart)
             await wait_for(lambda: not hub.connected or hub.connection.attempt > 0)
             await wait_for(lambda: hub.connected, limit=60)
-            offset = device.log.stat().st_size
             run_in_thread(lambda o=offset: device.wait_log("relay connected", o, 90))
         result = await pair_flow(hass, entry, wrong)
         seen.append(result["errors"]["base"])

@@ -1,6 +1,7 @@
 # Unit checks of firmware modules, run on the MicroPython unix port by
 # tests/firmware/test_units.py. Each check prints "ok <name>"; any failure
 # raises (non-zero exit fails the pytest test with this output).
+import asyncio
 import time
 
 from homeseal import config, entities, envelope, messages, noise, relay, session, ws
@@ -128,4 +129,53 @@ check("handshake length", raises(ValueError, session.respond, None, None, b"", b
 pem = b"-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n" * 2
 check("ca pem chain", relay._ca_certs(pem) == [b"\x00\x01\x02", b"\x00\x01\x02"])
 check("ca der", relay._ca_certs(b"\x30\x82\x01") == [b"\x30\x82\x01"])
+# -- CLAIM/RELEASE authentication (PROTOCOL §4.1): seq ‖ HMAC(k_ctl, type ‖ peer ‖ seq),
+# values from CPython's hmac; seq beyond 2^30 still encodes (31-bit small ints on boards)
+k_ctl = bytes(range(32))
+h = bytes.fromhex
+for ftype, seq, mac in (
+    (0x30, 1, "b9f19bd7e9bf27f7714ad62a9a5769d6f9b8c0ca3071c4852877e3ce3ab63dc1"),
+    (0x32, 0x7F020304, "4af31652cfa4e0f71284d65f32cae5f6cb4cd8ece19240597cafb9ed06cb5754"),
+    (0x32, 0x81020304, "c8406451332b096e2827a0f87a6a477cc258a1906489b0c9ad98fb30243fdaf5"),
+):
+    got = relay.control_payload(k_ctl, ftype, b"R" * 10, seq)
+    check(f"control payload {seq:x}", got == seq.to_bytes(4, "big") + h(mac))
+
+
+class _FakeWS:
+    def __init__(self):
+        self.sent = []
+        self.delays = [20, 0]  # the first send is slow: a later one must not overtake it
+
+    async def send(self, header, payload):
+        await asyncio.sleep_ms(self.delays.pop(0) if self.delays else 0)
+        self.sent.append((bytes(header), bytes(payload)))
+
+
+async def _control_sequence():
+    r = relay.Relay({}, bytes(32), bytes(32), b"D" * 10, lambda m: None)
+    r.ws = _FakeWS()
+    check("control needs a connection", not await r.send(envelope.CLAIM, b"C" * 10))
+    r.connected = True
+    check("control needs k_ctl", not await r.send(envelope.CLAIM, b"C" * 10))
+    r._k_ctl = k_ctl
+    # Two tasks at once still number their frames in wire order.
+    await asyncio.gather(
+        r.send(envelope.CLAIM, b"C" * 10, b"ignored"), r.send(envelope.RELEASE, envelope.NO_PEER)
+    )
+    await r.send(envelope.SESSION, b"C" * 10, b"\x03x")  # not a control frame: unchanged
+    await r.send(envelope.RELEASE, envelope.NO_PEER)
+    sent = r.ws.sent
+    check("control frames sent", len(sent) == 4)
+    seqs = []
+    for hdr, payload in (sent[0], sent[1], sent[3]):
+        seq = int.from_bytes(payload[0:4], "big")
+        seqs.append(seq)
+        expected = relay.control_payload(k_ctl, hdr[0], hdr[1:11], seq)
+        check(f"control mac {seq}", payload == expected)
+    check("control seq 1, 2, 3", seqs == [1, 2, 3])
+    check("session payload untouched", sent[2] == (b"\x20" + b"C" * 10, b"\x03x"))
+
+
+asyncio.run(_control_sequence())
 print("done")

@@ -4,7 +4,7 @@
 import json
 import sys
 
-from homeseal import chachapoly, kdf, noise, spake2plus, x25519
+from homeseal import chachapoly, kdf, noise, relay, spake2plus, x25519
 
 h = bytes.fromhex
 with open(sys.argv[1]) as f:
@@ -37,6 +37,15 @@ check("relay k", k, h(a["k"]))
 mac = kdf.hmac_sha256(k, label + b"\x01" + relay_pub + dev_pub + nonce)
 check("relay mac", mac, h(a["mac"]))
 check("AUTH_RESPONSE", b"\x02" + dev_id + dev_pub + mac, h(a["auth_response_frame"]))
+# The firmware's own relay link derives the same response and k_ctl (§4.1), and
+# authenticates its first CLAIM (seq 1) with it.
+resp, k_ctl = relay.auth_response(dev_priv, dev_pub, relay_pub + nonce, relay_pub)
+check("relay.auth_response", resp, dev_pub + mac)
+check("k_ctl", k_ctl, h(a["k_ctl"]))
+c = a["claim"]
+check("CLAIM mac", kdf.hmac_sha256(k_ctl, h(c["mac_input"])), h(c["mac"]))
+claim = b"\x30" + ctl_id + relay.control_payload(k_ctl, 0x30, ctl_id, c["seq"])
+check("CLAIM", claim, h(c["frame"]))
 
 # §5 pairing, Verifier side with the example's y.
 p = ex["pairing"]
