@@ -227,3 +227,28 @@ async def test_the_window_closes_after_its_time(
     await dev.hold_button(500)
     await dev.wait_log("pairing window open attempts_left=20", count=2)
     assert await controller.pair(dev.device_id, CODE) == dev.public_key
+
+
+async def test_release_at_connect_after_an_offline_factory_reset(
+    make_device: Callable[..., DeviceProcess], controller: Controller, relay: RelayProcess
+) -> None:
+    """A device that forgot its controller while offline finds itself claimed at the
+    relay (AUTH_OK flag): it sends RELEASE as the first control frame of the new
+    connection (seq 1 under that connection's k_ctl, §4.1) and the relay accepts it."""
+    dev = make_device()
+    provision(dev.state, CODE)
+    dev.start()
+    await dev.wait_log("relay connected")
+    await controller.pair(dev.device_id, CODE)
+    await dev.wait_log("claimed by controller")
+    assert len(await owned_devices(relay, controller.token)) == 1
+    dev.stop()
+    (dev.state / "pairing.json").unlink()
+    dev.start()
+    await dev.wait_log("unpaired but claimed at the relay: releasing")
+    for _ in range(50):
+        if not await owned_devices(relay, controller.token):
+            break
+    assert await owned_devices(relay, controller.token) == []
+    assert dev.count("relay closed 4001") == 0
+    assert dev.count("relay connected") == 1

@@ -10,7 +10,6 @@ from homeassistant.config_entries import SOURCE_USER
 from homeassistant.const import CONF_PASSWORD, CONF_TOKEN, CONF_URL, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.homeseal.const import (
     ACTION_CREATE,
@@ -82,7 +81,6 @@ async def test_sign_in_with_fingerprint(hass: HomeAssistant, relay: RelayProcess
     result = await hass.config_entries.flow.async_configure(await _start(hass), user)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
-    hass.config_entries.async_remove_subentry  # noqa: B018
     for entry in hass.config_entries.async_entries(DOMAIN):
         await hass.config_entries.async_remove(entry.entry_id)
     fingerprint = ":".join(
@@ -187,8 +185,3 @@ async def test_rate_limited(hass: HomeAssistant, relay: RelayProcess) -> None:
             break
     assert seen[0] == "invalid_auth"
     assert seen[-1] == "rate_limited"
-
-
-async def test_entry_data_has_no_password(hass: HomeAssistant, relay: RelayProcess) -> None:
-    entry = MockConfigEntry(domain=DOMAIN, data={})
-    assert entry.data == {}

@@ -121,7 +121,7 @@ async def test_device_of_another_account(
     second = await setup_account(hass, relay)
     result = await pair_flow(hass, second, {CONF_SETUP_PAYLOAD: device.qr_payload})
     assert result["type"] is FlowResultType.FORM
-    assert result["errors"]["base"] in {"not_permitted", "not_in_pairing_mode"}
+    assert result["errors"] == {"base": "not_permitted"}
 
 
 async def test_timeout(
