@@ -83,9 +83,9 @@ def test_decode_frame(data: bytes) -> None:
 
 @fuzz()
 @given(data=app_bytes)
-# Known bug, reported (not in the tree while it fails): a state value of 400 digits
-# raises OverflowError from math.isfinite in messages._state_value.
 @example(data=b'{"t":"result","id":1,"ok":true,"error":1e999}')
+# A state value too large for a float once raised OverflowError, not MessageError.
+@example(data=b'{"t":"state","s":{"a":1' + b"0" * 400 + b"}}")
 @example(data=DEEP)
 def test_parse_device_message(data: bytes) -> None:
     try:

@@ -12,6 +12,7 @@ import asyncio
 import hmac
 import itertools
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
@@ -20,6 +21,7 @@ from typing import Final
 from .envelope import RelayError
 from .ids import format_id
 from .messages import (
+    MAX_ID,
     Command,
     Describe,
     EntityInfo,
@@ -80,7 +82,7 @@ class LinkState(StrEnum):
     HANDSHAKING = "handshaking"
     WAITING_DESCRIBE = "waiting_describe"
     READY = "ready"
-    KEY_MISMATCH = "key_mismatch"  # refused until the user re-pairs
+    KEY_MISMATCH = "key_mismatch"  # answered with another key; only the pinned one opens a session
     NOT_PAIRED = "not_paired"  # the device no longer knows this controller
 
 
@@ -120,7 +122,9 @@ class DeviceLink:
         self.session_started: float | None = None
         self._session: InitiatorSession | None = None
         self._pending: dict[int, asyncio.Future[Result]] = {}
-        self._ids = itertools.count(int(time.time()) % 1_000_000 + 1)
+        # Command ids must not repeat while the device remembers results (§7), and the
+        # device's memory outlives our sessions and restarts: start at a random id.
+        self._ids = itertools.count(secrets.randbelow(MAX_ID) + 1)
         self._listeners: list[Callable[[], None]] = []
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._failures = 0
@@ -197,7 +201,7 @@ class DeviceLink:
 
     def stop(self) -> None:
         self._relay_up = False
-        self._drop(self.state if self.state is LinkState.KEY_MISMATCH else LinkState.OFFLINE)
+        self._drop(LinkState.OFFLINE)
         for task in self._tasks:
             task.cancel()
 
@@ -206,7 +210,7 @@ class DeviceLink:
     def start_handshake(self) -> None:
         # One handshake at a time: a second HANDSHAKE1 would make the device's answer
         # to the first one look like a failed handshake (and so on, forever).
-        if self.state in (LinkState.KEY_MISMATCH, LinkState.HANDSHAKING) or not self._relay_up:
+        if self.state is LinkState.HANDSHAKING or not self._relay_up:
             return
         self._cancel_timer()
         self._fail_pending(DeviceOffline("a new session is starting"))
@@ -229,7 +233,7 @@ class DeviceLink:
     def _retry_later(self) -> None:
         """Handshake again after a capped exponential delay (a device that keeps failing
         must not make us flood it)."""
-        if not self._relay_up or self.state is LinkState.KEY_MISMATCH:
+        if not self._relay_up:
             return
         self._failures += 1
         delay = min(MAX_HANDSHAKE_BACKOFF, 2.0 ** min(self._failures, 6))
@@ -324,12 +328,15 @@ class DeviceLink:
 
     def _handle_reset(self, reason: int, key: bytes | None) -> None:
         if key is not None and not hmac.compare_digest(key, self.device_static_pub):
-            # A device that answers with another static key is never accepted (§6).
+            # Another static key is never accepted (§6) and is surfaced to the user. RESET
+            # is unauthenticated, though, so it must not cut off a genuine device either:
+            # keep offering sessions to the pinned key; one that opens clears the alarm.
             _LOGGER.error("Device %s presented a different static key; refusing it", self.name)
             self.presented_key = key
             self._drop(LinkState.KEY_MISMATCH)
             if self._on_key_mismatch is not None:
                 self._on_key_mismatch(self, key)
+            self._retry_later()
             return
         if reason in {ResetReason.NOT_PAIRED, ResetReason.HANDSHAKE_FAILED}:
             _LOGGER.warning("Device %s does not recognize this controller", self.name)
@@ -356,6 +363,8 @@ class DeviceLink:
                 self.values.update({k: v for k, v in values.items() if k in known})
                 if self.state is LinkState.WAITING_DESCRIBE and self.describe is not None:
                     self._cancel_timer()
+                    # A session with the pinned key proves the device kept its key.
+                    self.presented_key = None
                     self._set_state(LinkState.READY)
                 else:
                     self._notify()
@@ -376,10 +385,10 @@ class DeviceLink:
     # ---- commands --------------------------------------------------------------------
 
     def _next_id(self) -> int:
-        return (next(self._ids) - 1) % (2**31 - 1) + 1
+        return (next(self._ids) - 1) % MAX_ID + 1
 
     async def _request(self, message: Command | Unpair, time_limit: float | None) -> Result:
-        if self.state is LinkState.KEY_MISMATCH:
+        if not self.available and self.presented_key is not None:
             raise KeyMismatch("the device presented a different key")
         if not self.available or self._session is None:
             raise DeviceOffline("the device is not available")

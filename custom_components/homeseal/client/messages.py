@@ -15,6 +15,7 @@ from typing import Any, Final, Literal
 MAX_MESSAGE: Final = 3072
 MAX_ID: Final = 2**31 - 1
 MAX_NAME: Final = 64
+MAX_SAFE_INT: Final = 2**53
 KEY_RE: Final = re.compile(r"[a-z0-9_]{1,32}")
 
 type EntityKind = Literal["switch", "light", "sensor", "binary_sensor", "button"]
@@ -177,7 +178,12 @@ def _entity(obj: Any) -> EntityInfo:
 def _state_value(value: Any) -> StateValue:
     if value is None or isinstance(value, bool):
         return value
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        # An int too large for a float would break HA's number handling later.
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise MessageError("state value out of range")
+        return value
+    if isinstance(value, float):
         if not math.isfinite(value):
             raise MessageError("state value must be finite")
         return value

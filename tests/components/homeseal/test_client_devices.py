@@ -268,18 +268,27 @@ async def test_resets_from_the_device(harness: Harness) -> None:
     h.link.session_frame(encode_reset(ResetReason.HANDSHAKE_FAILED, h.device.pub))
     assert h.link.state is LinkState.NOT_PAIRED
     assert h.mismatch == []
-    # ... carrying another key: refused for good and reported.
+    # ... carrying another key: refused and reported, never pinned.
     other = public_bytes(X25519PrivateKey.generate())
     h.link.session_frame(encode_reset(ResetReason.HANDSHAKE_FAILED, other))
     assert h.link.state is LinkState.KEY_MISMATCH
     assert h.mismatch == [other]
     assert h.link.presented_key == other
-    h.link.presence(True)
-    h.link.relay_up(immediate=True)
-    assert h.outbox.empty()
-    h.link.session_frame(h.device.transport({"t": "ping", "id": 1}))
+    assert h.link.device_static_pub == h.device.pub
     with pytest.raises(KeyMismatch):
         await h.link.command("relay1", "turn_on")
+    # A RESET is unauthenticated (a relay can forge one), so sessions are still offered
+    # to the pinned key, and only the pinned key can answer them.
+    h.link.presence(True)
+    handshake1 = await h.sent()
+    assert handshake1[0] == 0x01
+    assert h.link.presented_key == other
+    h.link.session_frame(h.device.answer(handshake1))
+    h.link.session_frame(h.device.transport(DESCRIBE))
+    h.link.session_frame(h.device.transport({"t": "state", "s": {"relay1": False}}))
+    assert h.link.state is LinkState.READY
+    assert h.link.presented_key is None
+    assert h.link.device_static_pub == h.device.pub
 
 
 async def test_handshake_timeout_retries(harness: Harness) -> None:

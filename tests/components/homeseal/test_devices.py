@@ -204,13 +204,21 @@ async def test_key_mismatch_raises_repair(
     assert issue.translation_placeholders["device_id"] == device.device_id
     assert link.device_static_pub == pinned  # never replaced
     await wait_available(hass, ids, available=False)
-    # Presence and restarts do not bring it back on their own.
-    link.presence(True)
-    assert not link.available
     switch = hass.data["entity_components"]["switch"].get_entity("switch.test_board_relay")
     with pytest.raises(HomeAssistantError) as err:
         await switch.async_turn_on()
     assert err.value.translation_key == "key_mismatch"
+
+    # RESET is unauthenticated: a forged one must not cut off the genuine device. A
+    # session with the pinned key (only the real device can open one) clears the alarm.
+    link.presence(True)
+    await wait_available(hass, ids, available=True)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+    assert link.device_static_pub == pinned
+
+    # Reported again, the user can choose to remove the device and pair it knowingly.
+    hub._on_frame(Frame(FrameType.SESSION, link.device_id, encode_reset(2, other_key)))
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
 
     # The fix flow removes the device so it can be paired again knowingly.
     assert await async_setup_component(hass, "repairs", {})
