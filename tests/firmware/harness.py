@@ -419,7 +419,7 @@ class SessionClient:
         hs1 = self.noise.start()
         for _ in range(20):
             await self.ctl.send(FrameType.SESSION, self.device_id, hs1)
-            ftype, _, payload = await self.ctl.recv((FrameType.SESSION, FrameType.ERROR), within)
+            ftype, payload = await self._handshake_reply(within)
             if ftype == FrameType.SESSION:
                 break
             # The relay records the claim just after PAIR_DONE reaches us, and the
@@ -433,6 +433,19 @@ class SessionClient:
         self.describe = msg
         msg = await self.recv_app(within)
         assert msg["t"] == "state", msg
+
+    async def _handshake_reply(self, within: float) -> tuple[int, bytes]:
+        """The answer to HANDSHAKE1, skipping late RESETs that answer transport messages
+        of an earlier session (no_session, protocol_error, decrypt_failed): a device
+        never answers HANDSHAKE1 with those, but one may still be in flight after an
+        attack on the previous session."""
+        while True:
+            ftype, _, payload = await self.ctl.recv((FrameType.SESSION, FrameType.ERROR), within)
+            if ftype == FrameType.SESSION and payload[:1] == b"\x04" and payload[1:2] in (
+                b"\x01", b"\x05", b"\x06"
+            ):  # fmt: skip
+                continue
+            return ftype, payload
 
     async def recv_app(self, within: float = 10.0) -> dict[str, Any]:
         _, _, payload = await self.ctl.recv((FrameType.SESSION,), within)
