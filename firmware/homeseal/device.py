@@ -92,6 +92,7 @@ class Device:
         self._send_lock = asyncio.Lock()
         self._results = messages.ResultCache(32)
         self._next_e = None
+        self._ss = None  # cached DH(s, controller s): fixed for a pairing, as secret as s
         try:
             self._describe()
             messages.state(self.ents.full_state())
@@ -156,6 +157,8 @@ class Device:
                 if self._next_e is None and self.controller_id is not None:
                     # Take the ephemeral key's cost now, not when HANDSHAKE1 arrives.
                     self._next_e = noise.generate_keypair()
+                if self._ss is None and self.controller_pub is not None:
+                    self._ss = noise.static_dh((self.priv, self.pub), self.controller_pub)
             except Exception as e:
                 sys.print_exception(e)
             gc.collect()
@@ -203,6 +206,7 @@ class Device:
     def _pin_controller(self, cid, cpub):
         self.controller_id = cid
         self.controller_pub = cpub
+        self._ss = None
         self.claimed = False
         self._store_pairing(False)
         self._results.clear()
@@ -220,6 +224,7 @@ class Device:
         self.session = None
         self.controller_id = None
         self.controller_pub = None
+        self._ss = None
         self.claimed = False
         self._next_e = None
         self._results.clear()
@@ -270,7 +275,9 @@ class Device:
     async def _handshake(self, peer, msg1):
         e, self._next_e = self._next_e, None
         try:
-            s, msg2 = session.respond((self.priv, self.pub), self.controller_pub, self.id, peer, msg1, e)
+            s, msg2 = session.respond(
+                (self.priv, self.pub), self.controller_pub, self.id, peer, msg1, e, self._ss
+            )
         except ValueError:
             self.log("handshake failed")
             await self._reset(peer, session.HANDSHAKE_FAILED, self.pub)

@@ -55,17 +55,25 @@ class Session:
         return self._tx.encrypt_with_ad(b"", pt)
 
 
-def respond(s, controller_pub, device_id, controller_id, msg1, e=None):
+def respond(s, controller_pub, device_id, controller_id, msg1, e=None, ss=None):
     """Answer HANDSHAKE1 (the Noise message `-> e, es, ss`).
 
     s is the device's key pair (private, public); e an optional pre-generated
-    ephemeral key pair (used once). Returns (Session, HANDSHAKE2 Noise
-    message); raises ValueError when the message does not decrypt.
+    ephemeral key pair (used once); ss the optional cached static-static DH
+    with this controller (noise.static_dh). Each saves one X25519 on the path
+    from HANDSHAKE1 to HANDSHAKE2. Returns (Session, HANDSHAKE2 Noise message);
+    raises ValueError when the message does not decrypt.
     """
     if len(msg1) != _HANDSHAKE1_LEN:
         raise ValueError("HANDSHAKE1 length")
     hs = noise.HandshakeState(
-        PROTOCOL_NAME, False, PROLOGUE + device_id + controller_id, s=s, e=e, rs=controller_pub
+        PROTOCOL_NAME,
+        False,
+        PROLOGUE + device_id + controller_id,
+        s=s,
+        e=e,
+        rs=controller_pub,
+        ss=ss,
     )
     if hs.read_message(msg1):
         raise ValueError("HANDSHAKE1 payload must be empty")
