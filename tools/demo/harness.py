@@ -606,6 +606,17 @@ class HomeAssistant(Process):
 
         wait_until(running, timeout, f"Home Assistant on {self.url} to be running", 0.5)
 
+    def check_alive(self) -> None:
+        super().check_alive()
+        # Recovery mode keeps hass up but never loads our integrations: fail now,
+        # not when a start timeout of minutes runs out.
+        if "Activating recovery mode" in self.output():
+            raise HarnessError(
+                f"{self.name} fell into recovery mode (is home-assistant-frontend "
+                f"installed?); see {self.config_dir / 'home-assistant.log'}:\n"
+                f"{self.output()[-3000:]}"
+            )
+
     def stop(self, timeout: float = 60) -> None:
         super().stop(timeout)
 
