@@ -36,6 +36,10 @@ ROLE_CONTROLLER: Final = "controller"
 NEEDS_STORAGE: Final = -1
 # Pairing peers remembered per device (the controllers that sent PAIR_START last).
 MAX_PAIRING_PEERS: Final = 4
+# An unclaimed device's pairing peers outlive its connection this long (a pairing
+# window), so a CLAIM lost with the connection can be sent again after reconnecting.
+PAIRING_PEER_TTL_S: Final = 15 * 60
+MAX_REMEMBERED_DEVICES: Final = 10_000
 _CLOSE_GRACE_S: Final = 3.0
 
 # Unmasked server→client websocket header (FIN + binary) for every frame length
@@ -161,6 +165,8 @@ class Router:
         # Upgraded websockets still in the challenge-response (not yet a Conn).
         self.pending: set[web.WebSocketResponse] = set()
         self.shutting_down = False
+        # device id → (pairing peers, when its connection ended); unclaimed devices only.
+        self._remembered_peers: dict[bytes, tuple[dict[bytes, int], float]] = {}
 
     # --- registry -------------------------------------------------------------
 
@@ -193,6 +199,11 @@ class Router:
             self.close(old, env.CLOSE_REPLACED)
         conn.send(auth_ok)
         self.devices[conn.endpoint_id] = conn
+        remembered = self._remembered_peers.pop(conn.endpoint_id, None)
+        if owner is None and remembered is not None:
+            peers, since = remembered
+            if self._clock() - since < PAIRING_PEER_TTL_S:
+                conn.pairing_peers.update(peers)
         if owner is not None:
             self._account(owner).devices.add(conn.endpoint_id)
             self._presence(owner, conn.endpoint_id, online=True)
@@ -257,6 +268,12 @@ class Router:
     def _detach_device(self, conn: Conn, *, presence: bool) -> None:
         if self.devices.get(conn.endpoint_id) is conn:
             del self.devices[conn.endpoint_id]
+        if conn.owner is None and conn.pairing_peers:
+            remembered = self._remembered_peers
+            remembered.pop(conn.endpoint_id, None)
+            if len(remembered) >= MAX_REMEMBERED_DEVICES:
+                del remembered[next(iter(remembered))]  # the oldest
+            remembered[conn.endpoint_id] = (dict(conn.pairing_peers), self._clock())
         owner = conn.owner
         if owner is not None:
             state = self.accounts.get(owner)
@@ -510,6 +527,10 @@ class Router:
                 self.close(conn, env.CLOSE_UNAUTHORIZED)
         for device_id in devices:
             self.device_removed(device_id, account_id)
+        for peers, _ in self._remembered_peers.values():
+            for peer, acct in list(peers.items()):
+                if acct == account_id:
+                    del peers[peer]
 
     def device_removed(self, device_id: bytes, account_id: int) -> None:
         conn = self.devices.get(device_id)

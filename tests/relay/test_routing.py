@@ -10,6 +10,7 @@ from relay_server.envelope import format_id
 
 from .client import (
     CLAIM,
+    CLAIMED,
     ERROR,
     PAIR,
     PAIR_START,
@@ -104,6 +105,27 @@ async def test_claim_needs_pairing_peer(relay: Relay) -> None:
     await dev.expect_close(4001)
     assert owner_of(relay, device.id) is None
     for link in (ctl_a, ctl_b):
+        await link.close()
+
+
+async def test_claim_survives_a_reconnect_within_the_pairing_window(relay: Relay) -> None:
+    """A CLAIM lost with the connection (dropped by a link attacker, or a network cut
+    between PAIR_DONE and CLAIM) can be sent again after the device reconnects."""
+    token = await relay.account("reclaim")
+    controller, ctl = await relay.controller(token)
+    device, dev = await relay.device()
+    await ctl.send(PAIR_START, device.id, b"\x01\x01")
+    await dev.expect(PAIR_START, controller.id)
+    await dev.close()  # gone before its CLAIM reached the relay
+    _, dev = await relay.device(device)
+    await dev.send_control(CLAIM, controller.id)
+    await dev.expect(CLAIMED, controller.id, b"")
+    assert owner_of(relay, device.id) is not None
+    # Remembered for that device only: another device cannot claim through it.
+    _, dev2 = await relay.device()
+    await dev2.send_control(CLAIM, controller.id)
+    await dev2.expect(ERROR, controller.id, NOT_CLAIMABLE)
+    for link in (ctl, dev, dev2):
         await link.close()
 
 
