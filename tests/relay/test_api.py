@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime
 
 import pytest
@@ -43,7 +44,7 @@ async def test_register_login_logout(relay: Relay) -> None:
     days = (expires - datetime.now(UTC)).total_seconds() / 86400
     assert 179.99 < days < 180.0001  # 180 days from the next whole second
     # Only the SHA-256 of the token is stored.
-    with sqlite3.connect(relay.config.db_path) as db:
+    with closing(sqlite3.connect(relay.config.db_path)) as db:
         stored = [r[0] for r in db.execute("SELECT token_hash FROM tokens")]
         pw_hash = db.execute("SELECT password_hash FROM accounts").fetchone()[0]
     assert stored == [hashlib.sha256(token.encode()).hexdigest()]

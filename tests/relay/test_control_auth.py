@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 
 import pytest
 
@@ -33,7 +34,7 @@ NOT_CLAIMABLE = b"\x04"
 
 
 def owner_of(relay: Relay, device_id: bytes) -> int | None:
-    with sqlite3.connect(relay.config.db_path) as db:
+    with closing(sqlite3.connect(relay.config.db_path)) as db:
         row = db.execute(
             "SELECT owner_account_id FROM devices WHERE device_id = ?", (device_id,)
         ).fetchone()

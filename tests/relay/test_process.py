@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import aiohttp
@@ -335,7 +336,7 @@ async def test_kill_9_loses_nothing_acknowledged(
             assert [d["device_id"] for d in listed] == [format_id(device_id)]
     finally:
         assert await relay.stop() == 0
-    with sqlite3.connect(tmp_path / "relay.sqlite3") as db:
+    with closing(sqlite3.connect(tmp_path / "relay.sqlite3")) as db:
         stored = {bytes(r[0]) for r in db.execute("SELECT device_id FROM devices")}
     assert set(devices) <= stored
     assert free_port()

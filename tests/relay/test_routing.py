@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from contextlib import closing
 
 from relay_server.config import RateLimit
 from relay_server.envelope import format_id
@@ -31,7 +32,7 @@ PEER_OFFLINE, NOT_PERMITTED, RATE_LIMITED, NOT_CLAIMABLE = b"\x01", b"\x02", b"\
 
 
 def owner_of(relay: Relay, device_id: bytes) -> int | None:
-    with sqlite3.connect(relay.config.db_path) as db:
+    with closing(sqlite3.connect(relay.config.db_path)) as db:
         row = db.execute(
             "SELECT owner_account_id FROM devices WHERE device_id = ?", (device_id,)
         ).fetchone()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -145,7 +146,7 @@ async def test_migrations_are_versioned(tmp_path: Path) -> None:
     storage = SqliteStorage(path)
     await storage.open()
     await storage.close()
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         db.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")

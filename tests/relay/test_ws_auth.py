@@ -4,6 +4,7 @@ everything that can go wrong before AUTH_OK."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 
 import aiohttp
 import pytest
@@ -48,7 +49,7 @@ async def test_device_auth_registers_device(relay: Relay) -> None:
     await link.send_raw(device.respond(link.challenge))
     await link.expect(AUTH_OK, bytes(10), b"\x00")  # unclaimed
     assert link.ws.protocol == "homeseal.v1"
-    with sqlite3.connect(relay.config.db_path) as db:
+    with closing(sqlite3.connect(relay.config.db_path)) as db:
         row = db.execute("SELECT public_key, owner_account_id FROM devices").fetchone()
     assert row == (device.pub, None)
     await link.close()
