@@ -76,6 +76,9 @@ def run(state_dir: Path, port: int) -> int:
         stopping = True
         raise KeyboardInterrupt
 
+    # SIGINT explicitly too: a shell starts background jobs with SIGINT ignored,
+    # and Python then installs no KeyboardInterrupt handler of its own.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         system.up()
