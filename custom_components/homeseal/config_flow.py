@@ -146,6 +146,18 @@ def _tls_data(user_input: Mapping[str, Any], errors: dict[str, str]) -> dict[str
     return data
 
 
+def _relay_data(
+    user_input: Mapping[str, Any], errors: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    """The relay URL and TLS settings from a form, validated; errors go into `errors`."""
+    try:
+        url = normalize_url(user_input[CONF_URL])
+    except InvalidRelayUrl:
+        errors[CONF_URL] = "invalid_url"
+        url = ""
+    return url, _tls_data(user_input, errors)
+
+
 class HomeSealConfigFlow(ConfigFlow, domain=DOMAIN):
     """Sign in to (or create) a relay account."""
 
@@ -187,12 +199,7 @@ class HomeSealConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             username = user_input[CONF_USERNAME].strip().lower()
             password: str = user_input[CONF_PASSWORD]
-            try:
-                url = normalize_url(user_input[CONF_URL])
-            except InvalidRelayUrl:
-                errors[CONF_URL] = "invalid_url"
-                url = ""
-            tls = _tls_data(user_input, errors)
+            url, tls = _relay_data(user_input, errors)
             if not errors and (relay := await self._async_api(url, tls, errors)):
                 api, relay_key = relay
                 await self.async_set_unique_id(f"{relay_key}_{username}")
@@ -281,12 +288,7 @@ class HomeSealConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reconfigure_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            try:
-                url = normalize_url(user_input[CONF_URL])
-            except InvalidRelayUrl:
-                errors[CONF_URL] = "invalid_url"
-                url = ""
-            tls = _tls_data(user_input, errors)
+            url, tls = _relay_data(user_input, errors)
             if not errors and (relay := await self._async_api(url, tls, errors)):
                 api, relay_key = relay
                 await self.async_set_unique_id(f"{relay_key}_{entry.data[CONF_USERNAME]}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import reference_p256 as ref
 from tests.support import load_shared_vectors, micropython_env, micropython_path, run_micropython
 
 pytestmark = pytest.mark.micropython
@@ -51,57 +52,16 @@ RFC9383 = {
 }
 CHECKED = ("shareV", "Z", "V", "K_main", "K_confirmP", "K_confirmV", "confirmV", "K_shared")
 
-# --- a reference Prover, straight from RFC 9383, affine textbook arithmetic ---------
-P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
-ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-G = (
-    0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
-    0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
-)
-Point = tuple[int, int] | None
+# --- a reference Prover, straight from RFC 9383, on the textbook arithmetic ---------
 
 
-def _add(a: Point, b: Point) -> Point:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if a[0] == b[0] and (a[1] + b[1]) % P == 0:
-        return None
-    if a == b:
-        lam = (3 * a[0] * a[0] - 3) * pow(2 * a[1], -1, P) % P
-    else:
-        lam = (b[1] - a[1]) * pow(b[0] - a[0], -1, P) % P
-    x = (lam * lam - a[0] - b[0]) % P
-    return x, (lam * (a[0] - x) - a[1]) % P
-
-
-def _mul(k: int, pt: Point) -> Point:
-    acc: Point = None
-    while k:
-        if k & 1:
-            acc = _add(acc, pt)
-        pt = _add(pt, pt)
-        k >>= 1
-    return acc
-
-
-def _enc(pt: Point) -> bytes:
-    assert pt is not None
-    return b"\x04" + pt[0].to_bytes(32, "big") + pt[1].to_bytes(32, "big")
-
-
-def _dec(data: bytes) -> Point:
-    return int.from_bytes(data[1:33], "big"), int.from_bytes(data[33:], "big")
-
-
-M = _dec(
+M = ref.decode(
     bytes.fromhex(
         "04886e2f97ace46e55ba9dd7242579f2993b64e16ef3dcab95afd497333d8fa12f"
         "5ff355163e43ce224e0b0e65ff02ac8e5c7be09419c785e0ca547d55a12e2d20"
     )
 )
-N = _dec(
+N = ref.decode(
     bytes.fromhex(
         "04d8bbd6c639c62937b04d997f38c3770719c629d7014d49a24b4f98baa1292b49"
         "07d60aa6bfade45008a636337f5168c64d9bd36034808cd564490b1e656edbe7"
@@ -122,20 +82,20 @@ def _hkdf(ikm: bytes, info: bytes, length: int) -> bytes:
 class ReferenceProver:
     def __init__(self, context: bytes, id_p: bytes, id_v: bytes, w0: int, w1: int) -> None:
         self.context, self.id_p, self.id_v, self.w0, self.w1 = context, id_p, id_v, w0, w1
-        self.x = secrets.randbelow(ORDER - 1) + 1
-        self.shareP = _enc(_add(_mul(self.x, G), _mul(w0, M)))
+        self.x = secrets.randbelow(ref.ORDER - 1) + 1
+        self.shareP = ref.encode(ref.add(ref.mul(self.x, ref.G), ref.mul(w0, M)))
 
     def finish(self, shareV: bytes, confirmV: bytes) -> tuple[bytes, bytes]:
         """(confirmP, K_shared); AssertionError if confirmV does not verify."""
-        t = _add(_dec(shareV), _mul(ORDER - self.w0, N))
-        Z, V = _enc(_mul(self.x, t)), _enc(_mul(self.w1, t))
+        t = ref.add(ref.decode(shareV), ref.mul(ref.ORDER - self.w0, N))
+        Z, V = ref.encode(ref.mul(self.x, t)), ref.encode(ref.mul(self.w1, t))
         tt = b""
         for f in (
             self.context,
             self.id_p,
             self.id_v,
-            _enc(M),
-            _enc(N),
+            ref.encode(M),
+            ref.encode(N),
             self.shareP,
             shareV,
             Z,
@@ -191,9 +151,9 @@ def test_reference_prover_reproduces_rfc_vector() -> None:
         int(RFC9383["w1"], 16),
     )
     prover.x = int(RFC9383["x"], 16)
-    prover.shareP = _enc(_add(_mul(prover.x, G), _mul(prover.w0, M)))
+    prover.shareP = ref.encode(ref.add(ref.mul(prover.x, ref.G), ref.mul(prover.w0, M)))
     assert prover.shareP == v["shareP"]
-    assert _enc(_mul(prover.w1, G)) == v["L"]
+    assert ref.encode(ref.mul(prover.w1, ref.G)) == v["L"]
     assert prover.finish(v["shareV"], v["confirmV"]) == (v["confirmP"], v["K_shared"])
 
 
@@ -226,16 +186,16 @@ def _attempt(w0: int, w1_prover: int, w0_prover: int, L: bytes) -> tuple[bytes |
 
 
 def test_full_attempt_with_random_y() -> None:
-    w0, w1 = secrets.randbelow(ORDER - 1) + 1, secrets.randbelow(ORDER - 1) + 1
-    L = _enc(_mul(w1, G))
+    w0, w1 = secrets.randbelow(ref.ORDER - 1) + 1, secrets.randbelow(ref.ORDER - 1) + 1
+    L = ref.encode(ref.mul(w1, ref.G))
     k_shared, out = _attempt(w0, w1, w0, L)
     assert k_shared is not None
     assert out == "K_shared " + k_shared.hex()
 
 
 def test_wrong_password_fails_both_ways() -> None:
-    w0, w1 = secrets.randbelow(ORDER - 1) + 1, secrets.randbelow(ORDER - 1) + 1
-    L = _enc(_mul(w1, G))
+    w0, w1 = secrets.randbelow(ref.ORDER - 1) + 1, secrets.randbelow(ref.ORDER - 1) + 1
+    L = ref.encode(ref.mul(w1, ref.G))
     # A Prover with another setup code (other w0 and w1) cannot verify confirmV ...
     k_shared, out = _attempt(w0, w1 + 1, w0 + 1, L)
     assert k_shared is None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import reference_p256 as ref
 from tests.qemu.conftest import RunBoth
 
 pytestmark = pytest.mark.qemu
@@ -35,44 +36,10 @@ CONFIRM_V = "9747bcc4f8fe9f63defee53ac9b07876d907d55047e6ff2def2e7529089d3e68"
 K_SHARED = "0c5f8ccd1413423a54f6c1fb26ff01534a87f893779c6e68666d772bfd91f3e7"
 
 # P-256 and RFC 9382's M, to build a shareP that makes Z the identity.
-P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
-B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
 M = (
     0x886E2F97ACE46E55BA9DD7242579F2993B64E16EF3DCAB95AFD497333D8FA12F,
     0x5FF355163E43CE224E0B0E65FF02AC8E5C7BE09419C785E0CA547D55A12E2D20,
 )
-
-Point = tuple[int, int] | None
-
-
-def _add(a: Point, b: Point) -> Point:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if a[0] == b[0] and (a[1] + b[1]) % P == 0:
-        return None
-    if a == b:
-        lam = (3 * a[0] * a[0] - 3) * pow(2 * a[1], -1, P) % P
-    else:
-        lam = (b[1] - a[1]) * pow(b[0] - a[0], -1, P) % P
-    x = (lam * lam - a[0] - b[0]) % P
-    return x, (lam * (a[0] - x) - a[1]) % P
-
-
-def _mul(k: int, pt: Point) -> Point:
-    acc: Point = None
-    while k:
-        if k & 1:
-            acc = _add(acc, pt)
-        pt = _add(pt, pt)
-        k >>= 1
-    return acc
-
-
-def _encode(pt: Point) -> bytes:
-    assert pt is not None
-    return b"\x04" + pt[0].to_bytes(32, "big") + pt[1].to_bytes(32, "big")
 
 
 def _case(kind: str, share_p: bytes, confirm_p: str = CONFIRM_P) -> tuple[bytes | str, ...]:
@@ -102,10 +69,11 @@ def test_invalid_share_p(run_both: RunBoth) -> None:
         good + b"\x00",  # long
         b"\x02" + good[1:33],  # compressed: not accepted on the wire
         b"\x03" + good[1:],  # wrong prefix
-        good[:33] + ((int.from_bytes(good[33:], "big") + 1) % P).to_bytes(32, "big"),  # off curve
+        good[:33]
+        + ((int.from_bytes(good[33:], "big") + 1) % ref.P).to_bytes(32, "big"),  # off curve
         b"\x04" + bytes(64),  # (0, 0): not on the curve, the usual stand-in for the identity
-        b"\x04" + P.to_bytes(32, "big") + good[33:],  # coordinate == p
-        _encode(_mul(int(W0, 16), M)),  # shareP = w0*M: Z and V would be the identity
+        b"\x04" + ref.P.to_bytes(32, "big") + good[33:],  # coordinate == p
+        ref.encode(ref.mul(int(W0, 16), M)),  # shareP = w0*M: Z and V would be the identity
     ]
     cases = [_case("badshare", b) for b in bad]
     out = run_both("spake2plus.py", cases, timeout=300).splitlines()
