@@ -25,7 +25,6 @@ import re
 import resource
 import secrets
 import shutil
-import socket
 import sqlite3
 import struct
 import subprocess
@@ -41,6 +40,7 @@ sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 import aiohttp  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
+from procstat import cpu_seconds, free_port, rss_kib  # type: ignore[import-not-found]  # noqa: E402
 from relay import mqtt  # type: ignore[import-not-found]  # noqa: E402
 from relay.wsclient import (  # type: ignore[import-not-found]  # noqa: E402
     SESSION,
@@ -54,25 +54,6 @@ from relay_server.storage_sqlite import MIGRATIONS  # noqa: E402
 
 PAYLOAD = 200
 WINDOW = 4  # frames in flight per pair in the throughput run
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (clock ticks → seconds)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def raise_fd_limit() -> int:

@@ -38,7 +38,6 @@ import re
 import resource
 import secrets
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -59,6 +58,7 @@ from cryptography.hazmat.primitives.serialization import (  # noqa: E402
     PrivateFormat,
 )
 
+from benchmarks.procstat import cpu_seconds, free_port, rss_kib  # noqa: E402
 from benchmarks.soak.firmware import FirmwareDevice  # noqa: E402
 from custom_components.homeseal.client import spake2plus  # noqa: E402
 from custom_components.homeseal.client.devices import DeviceError, DeviceLink, LinkState  # noqa: E402
@@ -103,25 +103,6 @@ class ErrorLogHandler(logging.Handler):
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (/proc/PID/stat, clock ticks → seconds)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def raise_fd_limit(needed: int) -> int:
