@@ -4,7 +4,7 @@
 
 MicroPython columns run benchmarks/mpy_crypto_bench.py with the firmware modules as
 source and as .mpy (compiled with mpy-cross -march=x64). The CPython column uses the
-HA-side implementation in custom_components/homeseal/client/ (cryptography underneath).
+HA-side implementation in homeseal_protocol/ (cryptography underneath).
 Peak heap of a KK responder handshake on MicroPython is the difference between the
 smallest -X heapsize that runs the handshake and the smallest that runs everything
 but it (.mpy build, so no compiler memory is counted); on CPython it is tracemalloc's
@@ -29,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import MICROPYTHON, MPY_CROSS  # noqa: E402
+from testbed.paths import MICROPYTHON, MPY_CROSS  # noqa: E402
 
 BENCH = ROOT / "benchmarks" / "mpy_crypto_bench.py"
 MODULES = ("__init__", "ct", "kdf", "x25519", "chachapoly", "p256", "spake2plus", "noise")
@@ -139,7 +139,8 @@ def cpython_figures() -> tuple[dict[str, Any], str, tuple[bytes, bytes, bytes, b
     i_priv = os.urandom(32)
     i_pub = X25519PrivateKey.from_private_bytes(i_priv).public_key().public_bytes_raw()
     try:
-        from custom_components.homeseal.client import noise, spake2plus  # noqa: PLC0415
+        from homeseal_protocol.crypto import noise, spake2plus  # noqa: PLC0415
+        from homeseal_protocol.errors import ConfirmationError  # noqa: PLC0415
     except ImportError as err:
         print(f"(HA-side client not importable: {err}; CPython Noise/SPAKE2+ columns empty)")
         return out, "cryptography", (r_priv, r_pub, i_pub, b"")
@@ -174,11 +175,11 @@ def cpython_figures() -> tuple[dict[str, Any], str, tuple[bytes, bytes, bytes, b
     def verify() -> None:
         v = spake2plus.Verifier(b"HomeSeal v1 pairing", bytes(10), bytes(10), w0, L)
         v.respond(share_p)
-        with contextlib.suppress(spake2plus.ConfirmationError):
+        with contextlib.suppress(ConfirmationError):
             v.finish(bytes(32))
 
     out["spake_verifier_ms"] = _mean_ms(verify, 5)
-    return out, "HA client (custom_components/homeseal/client)", (r_priv, r_pub, i_pub, msg1)
+    return out, "HA client (homeseal_protocol)", (r_priv, r_pub, i_pub, msg1)
 
 
 def fmt(value: Any) -> str:

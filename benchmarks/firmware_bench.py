@@ -4,8 +4,9 @@
 
 What it does, against the real relay process:
 
-1. compiles firmware/homeseal/*.py and main.py with mpy-cross (-march=x64
-   for the viper functions) into a temporary directory;
+1. compiles the files of firmware/manifest.py (the unix port's simulated
+   pins; listed by `scripts/deploy --list --hw sim`) with mpy-cross
+   (-march=x64 for the viper functions) into a temporary directory;
 2. pairs a freshly provisioned device (and finds the smallest heap that
    pairing works with);
 3. with the paired state, runs the device under `-X heapsize=<heap>`: it
@@ -38,15 +39,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from custom_components.homeseal.client.envelope import FrameType  # noqa: E402
-from tests.firmware.harness import (  # noqa: E402  (after the path tweak)
-    Controller,
-    DeviceProcess,
-    RelayProcess,
-    new_account,
-    provision,
-)
-from tests.support import FIRMWARE, MPY_CROSS, micropython_env  # noqa: E402
+from homeseal_protocol.envelope import FrameType  # noqa: E402  (after the path tweak)
+from testbed.accounts import new_account  # noqa: E402
+from testbed.endpoints import Controller  # noqa: E402
+from testbed.firmware import DeviceProcess  # noqa: E402
+from testbed.paths import MPY_CROSS, micropython_env  # noqa: E402
+from testbed.process import TestbedError  # noqa: E402
+from testbed.relay import RelayProcess  # noqa: E402
 
 CODE = "27182818"
 RELAY_ARGS = ("--device-frame-rate", "100000", "--account-frame-rate", "100000")
@@ -56,19 +55,25 @@ def kib(text: str) -> int:
     return int(text[:-1]) * 1024 if text.endswith("k") else int(text)
 
 
+def manifest_files() -> list[tuple[Path, str]]:
+    """(source, target) of every file firmware/manifest.py names for the unix port's
+    simulated pins, as scripts/deploy reads it (MicroPython's tools/manifestfile.py)."""
+    listing = subprocess.run(
+        [str(ROOT / "scripts" / "deploy"), "--list", "--hw", "sim"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return [
+        (Path(src), target) for src, target in (line.split("\t") for line in listing.splitlines())
+    ]
+
+
 def build_mpy(out: Path) -> Path:
     """Compile the firmware to .mpy; returns the directory for MICROPYPATH."""
-    pkg = out / "homeseal"
-    pkg.mkdir(parents=True)
-    for src in sorted((FIRMWARE / "homeseal").glob("*.py")):
-        subprocess.run(
-            [str(MPY_CROSS), "-march=x64", "-o", str(pkg / (src.stem + ".mpy")), str(src)],
-            check=True,
-        )
-    subprocess.run(
-        [str(MPY_CROSS), "-march=x64", "-o", str(out / "main.mpy"), str(FIRMWARE / "main.py")],
-        check=True,
-    )
+    for src, target in manifest_files():
+        # main.py too: on the unix port a two-line script imports main.mpy.
+        dest = out / (target[: -len(".py")] + ".mpy")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([str(MPY_CROSS), "-march=x64", "-o", str(dest), str(src)], check=True)
     # A two-line script: the unix port runs a .py file, which imports main.mpy.
     (out / "boot_bench.py").write_text("import main\n")
     return out
@@ -77,7 +82,7 @@ def build_mpy(out: Path) -> Path:
 def device(workdir: Path, relay: RelayProcess, build: Path, heap: int, *args: str) -> DeviceProcess:
     return DeviceProcess(
         workdir,
-        relay.ws_device,
+        relay.device_url,
         heapsize=str(heap),
         main=build / "boot_bench.py",
         env={**micropython_env(), "MICROPYPATH": f".frozen:{build}"},
@@ -89,12 +94,12 @@ async def pair_once(
     workdir: Path, relay: RelayProcess, build: Path, ctl: Controller, heap: int
 ) -> tuple[DeviceProcess, bytes] | None:
     dev = device(workdir, relay, build, heap)
-    provision(dev.state, CODE)
+    dev.provision(CODE)
     dev.start()
     try:
-        await dev.wait_log("relay connected", within=15)
+        await dev.wait_log_async("relay connected", within=15)
         pub = await ctl.pair(dev.device_id, CODE)
-        await dev.wait_log("claimed by controller", within=10)
+        await dev.wait_log_async("claimed by controller", within=10)
     except (AssertionError, Exception):
         dev.stop()
         return None
@@ -112,11 +117,11 @@ async def serve(
         # Open the session the moment the relay reports the device online, as
         # the integration does.
         while True:
-            _, peer, state = await ctl.recv((FrameType.PRESENCE,), within=15)
-            if peer == dev.device_id and state == b"\x01":
+            presence = await ctl.recv((FrameType.PRESENCE,), within=15)
+            if presence.peer == dev.device_id and presence.payload == b"\x01":
                 break
         session = await ctl.open_session(dev.device_id, pub)
-        m = await dev.wait_log(r"session open (\d+) ms after connect", within=5)
+        m = await dev.wait_log_async(r"session open (\d+) ms after connect", within=5)
         connect_to_session_ms = int(m.group(1))
         auth_ms = int(re.findall(r"relay connected claimed=1 \((\d+) ms\)", dev.output())[-1])
         await asyncio.sleep(0.5)
@@ -151,7 +156,7 @@ async def serve(
             "mem_alloc_rest_after": end["alloc"],
             "mem_peak": end["peak"],
         }
-    except (AssertionError, OSError, KeyError, ValueError, TimeoutError):
+    except (AssertionError, OSError, KeyError, ValueError, TimeoutError, TestbedError):
         return None
     finally:
         dev.stop()
@@ -172,12 +177,12 @@ async def bisect(low: int, high: int, works: Any) -> int:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="homeseal-bench-"))
     results: dict[str, Any] = {"heap_target": args.heap}
-    relay = RelayProcess(work / "relay", None, *RELAY_ARGS)
+    relay = RelayProcess(work / "relay", args=RELAY_ARGS)
     relay.start()
     try:
         build = build_mpy(work / "mpy")
-        _, token = await new_account(relay.http)
-        ctl = await Controller(relay.http, token).connect()
+        account = await new_account(relay.base)
+        ctl = await Controller(relay.base, account.token).connect()
         try:
             # Pairing (P-256 SPAKE2+) once at a comfortable heap, then its smallest heap.
             paired = await pair_once(work / "pair", relay, build, ctl, 1024 * 1024)

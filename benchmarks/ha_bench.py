@@ -1,7 +1,8 @@
 """Benchmark of the Home Assistant integration end to end (issue 5).
 
-Real parts only: the relay process, the TLS proxy in front of it, the firmware on the
-MicroPython unix port, and a Home Assistant core running the integration.
+Real parts only: the relay process, the TLS pipe in front of it, the firmware on the
+MicroPython unix port, and a Home Assistant core running the integration (testbed's
+ProxiedRelay and the flows of testbed.ha_flows, as the integration's tests use them).
 
 1. Round trip of 1,000 commands: from the `switch.turn_on/turn_off` service call to the
    state pushed back by the device showing in HA (and, separately, to the device's
@@ -23,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,12 +37,10 @@ from pytest_homeassistant_custom_component.common import (  # noqa: E402
 )
 
 import custom_components.homeseal  # noqa: E402, F401  (before HA's test config shadows it)
-from tests.components.homeseal.common import entity_ids, pair, setup_account  # noqa: E402
-from tests.components.homeseal.conftest import (  # noqa: E402
-    RelayProcess,
-    SimDevice,
-    make_tls,
-)
+from testbed.firmware import DeviceProcess  # noqa: E402
+from testbed.ha_flows import entity_ids, ha_device, pair, setup_account  # noqa: E402
+from testbed.relay import ProxiedRelay  # noqa: E402
+from testbed.tls import make_tls  # noqa: E402
 
 # The relay allows 20 PAIR_START per account in a burst (then one per 15 s); it keeps its
 # limits in memory, so the benchmark restarts it between batches of pairings.
@@ -52,9 +52,9 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def _wait(predicate: object, limit: float = 120) -> None:
+async def _wait(predicate: Callable[[], bool], limit: float = 120) -> None:
     async with asyncio.timeout(limit):
-        while not predicate():  # noqa: ASYNC110  # type: ignore[operator]
+        while not predicate():  # noqa: ASYNC110
             await asyncio.sleep(0.002)
 
 
@@ -62,14 +62,13 @@ async def bench(commands: int, device_counts: list[int]) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="homeseal-bench-"))
     # 1,000 back-to-back commands are far above the relay's default per-device frame
     # rate (100/s): raise it for the benchmark, which measures latency, not the limiter.
-    relay = RelayProcess(
+    relay = ProxiedRelay(
         work / "relay",
         make_tls(work / "tls"),
-        extra_args=("--device-frame-rate", "5000", "--account-frame-rate", "5000"),
+        args=("--device-frame-rate", "5000", "--account-frame-rate", "5000"),
     )
-    (work / "relay").mkdir()
     await asyncio.to_thread(relay.start)
-    devices: list[SimDevice] = []
+    devices: list[DeviceProcess] = []
     out: dict[str, object] = {}
     try:
         async with async_test_home_assistant(config_dir=str(work / "ha")) as hass:
@@ -80,16 +79,16 @@ async def bench(commands: int, device_counts: list[int]) -> dict[str, object]:
             async def add_device() -> None:
                 if devices and len(devices) % PAIRINGS_PER_RELAY_RUN == 0:
                     # Fresh pairing budget: restart the relay, wait for HA to reconnect.
-                    hub = entry.runtime_data.hub
+                    controller = entry.runtime_data.controller
                     await asyncio.to_thread(relay.stop_relay)
-                    await _wait(lambda: not hub.connected)
+                    await _wait(lambda: not controller.connected)
                     await asyncio.to_thread(relay.start)
-                    await _wait(lambda: hub.connected)
+                    await _wait(lambda: controller.connected)
                 n = len(devices)
-                device = SimDevice(work / f"device{n}", relay, name=f"Bench {n}")
+                device = ha_device(work / f"device{n}", relay.device_url, name=f"Bench {n}")
                 devices.append(device)
                 await asyncio.to_thread(device.provision)
-                await asyncio.to_thread(device.start)
+                await asyncio.to_thread(device.start, "relay connected")
                 await pair(hass, entry, device)
 
             # 1. Command round trips on one device.

@@ -1,16 +1,9 @@
-"""Process figures the benchmarks share: free loopback ports, RSS and CPU from /proc."""
+"""Process figures the benchmarks share: RSS and CPU from /proc (ports: testbed.ports)."""
 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_kib(pid: int) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from custom_components.homeseal.client import noise as ha_noise  # noqa: E402
+from homeseal_protocol.crypto import noise as ha_noise  # noqa: E402
 from tests.qemu.harness import QemuBoard, ensure_firmware  # noqa: E402
 
 KK = "Noise_KK_25519_ChaChaPoly_SHA256"

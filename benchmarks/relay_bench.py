@@ -11,27 +11,37 @@ Prints:
   4. the same forwarding run through Mosquitto (MQTT 3.1.1, QoS 0, same pair count,
      same 211-byte frames) and the relay/Mosquitto throughput ratio.
 
+Phases 1 and 2 run twice: on uvloop (the relay's default) and on asyncio's loop
+(`--event-loop asyncio`). Mosquitto is Debian's `mosquitto` (scripts/setup installs it).
+
 Run from the repository root: `.venv/bin/python benchmarks/relay_bench.py`
 (`--quick` for a smoke run with fewer pairs and shorter phases).
+
+`--relay-root DIR` runs the relay of another checkout (`python -m relay_server`
+with that directory as working directory and PYTHONPATH); `--compare-with DIR`
+measures only the forwarding run, alternating this tree's relay (or
+--relay-root's) with DIR's for `--rounds` rounds each, and prints the median
+relay CPU per forwarded frame of both and their ratio — a comparison made in
+one run, on one machine load. Both relays read the same database, seeded through
+the relay's storage interface.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import os
 import re
 import resource
 import secrets
 import shutil
-import sqlite3
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +49,16 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 import aiohttp  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey  # noqa: E402
-from procstat import cpu_seconds, free_port, rss_kib  # type: ignore[import-not-found]  # noqa: E402
+from procstat import cpu_seconds, rss_kib  # type: ignore[import-not-found]  # noqa: E402
 from relay import mqtt  # type: ignore[import-not-found]  # noqa: E402
-from relay.wsclient import (  # type: ignore[import-not-found]  # noqa: E402
-    SESSION,
-    Endpoint,
-    WsRelayClient,
-    connect,
-    ws_frame,
-)
 
-from relay_server.storage_sqlite import MIGRATIONS  # noqa: E402
+from relay_server.accounts import token_hash  # noqa: E402
+from relay_server.storage import Storage  # noqa: E402
+from relay_server.storage_sqlite import SqliteStorage  # noqa: E402
+from testbed.endpoints import ROLE_CONTROLLER, ROLE_DEVICE, Endpoint  # noqa: E402
+from testbed.ports import free_port  # noqa: E402
+from testbed.relay import RelayProcess  # noqa: E402
+from testbed.wsclient import SESSION, WsRelayClient, connect, ws_frame  # noqa: E402
 
 PAYLOAD = 200
 WINDOW = 4  # frames in flight per pair in the throughput run
@@ -67,78 +75,47 @@ def raise_fd_limit() -> int:
 
 class Pairs:
     def __init__(self, count: int) -> None:
-        self.devices = [Endpoint(X25519PrivateKey.generate(), 0x01) for _ in range(count)]
-        self.controllers = [Endpoint(X25519PrivateKey.generate(), 0x02) for _ in range(count)]
+        self.devices = [Endpoint(ROLE_DEVICE) for _ in range(count)]
+        self.controllers = [Endpoint(ROLE_CONTROLLER) for _ in range(count)]
         self.tokens = [secrets.token_urlsafe(32) for _ in range(count)]
 
 
-def seed_database(path: Path, pairs: Pairs, idle: list[Endpoint]) -> None:
-    """Accounts, tokens, controller bindings and claimed devices, written directly:
-    1,000 scrypt registrations through the API would take minutes and measure scrypt."""
-    db = sqlite3.connect(path)
-    for script in MIGRATIONS:
-        db.executescript(script)
-    db.execute(f"PRAGMA user_version={len(MIGRATIONS)}")
-    now = int(time.time())
-    with db:
+async def seed_database(path: Path, pairs: Pairs, idle: list[Endpoint]) -> None:
+    """Accounts, tokens, controller bindings and claimed devices, through the relay's
+    storage interface: 1,000 scrypt registrations through the API would take minutes
+    and measure scrypt. Nobody logs in, so the accounts get a stand-in password hash."""
+    await seed_storage(SqliteStorage(path), pairs, idle)
+
+
+async def seed_storage(storage: Storage, pairs: Pairs, idle: list[Endpoint]) -> None:
+    """`seed_database` on any `Storage` (cluster_bench: PostgreSQL)."""
+    await storage.open()
+    try:
+        now = int(time.time())
         for i, (dev, ctl, token) in enumerate(
             zip(pairs.devices, pairs.controllers, pairs.tokens, strict=True), start=1
         ):
-            db.execute(
-                "INSERT INTO accounts VALUES (?, ?, ?, ?)", (i, f"bench{i}", "scrypt$x", now)
-            )
-            db.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, 0)",
-                (hashlib.sha256(token.encode()).hexdigest(), i, now, now + 86400),
-            )
-            db.execute("INSERT INTO controllers VALUES (?, ?, ?)", (ctl.id, i, now))
-            db.execute("INSERT INTO devices VALUES (?, ?, ?, ?, ?)", (dev.id, dev.pub, i, now, now))
-        db.executemany(
-            "INSERT INTO devices VALUES (?, ?, NULL, NULL, ?)",
-            [(e.id, e.pub, now) for e in idle],
-        )
-    db.close()
+            account = await storage.create_account(f"bench{i}", "scrypt$unused", now)
+            await storage.add_token(token_hash(token), account, now, now + 86400)
+            await storage.bind_controller(ctl.id, account, now)
+            await storage.register_device(dev.id, dev.pub, now)
+            await storage.claim_device(dev.id, account, now)
+        for endpoint in idle:
+            await storage.register_device(endpoint.id, endpoint.pub, now)
+    finally:
+        await storage.close()
 
 
-class RelayProcess:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+# The relay's frame-rate limits out of the way.
+NO_LIMITS = ("--device-frame-rate", "1000000", "--account-frame-rate", "1000000")
 
-    async def start(self) -> None:
-        cmd = [
-            sys.executable, "-m", "relay_server",
-            "--host", "127.0.0.1", "--port", str(self.port), "--plain-http",
-            "--db", str(self.workdir / "relay.sqlite3"),
-            "--key-file", str(self.workdir / "relay.key"),
-            "--log-level", "WARNING",
-            "--device-frame-rate", "1000000", "--account-frame-rate", "1000000",
-        ]  # fmt: skip
-        log = (self.workdir / "relay.log").open("ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log)  # noqa: ASYNC220
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.workdir / "relay.log").read_text()[-2000:])
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                await writer.wait_closed()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-        raise RuntimeError("relay did not start")
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def bench_relay(workdir: Path, root: Path = ROOT, loop: str | None = None) -> RelayProcess:
+    """The relay of the checkout at `root`, its frame-rate limits out of the way, on the
+    event loop `loop` (HOMESEAL_RELAY_EVENT_LOOP, which an older checkout ignores;
+    None: the relay's default)."""
+    env = {} if loop is None else {"HOMESEAL_RELAY_EVENT_LOOP": loop}
+    return RelayProcess(workdir, root=root, args=NO_LIMITS, log_level="WARNING", env=env)
 
 
 async def gather_limited[T](coros: list[Coroutine[Any, Any, T]], limit: int = 200) -> list[T]:
@@ -156,15 +133,17 @@ async def gather_limited[T](coros: list[Coroutine[Any, Any, T]], limit: int = 20
 
 
 async def connect_pairs(
-    relay: RelayProcess, pairs: Pairs
+    relay: RelayProcess, pairs: Pairs, device_relay: RelayProcess | None = None
 ) -> list[tuple[WsRelayClient, WsRelayClient]]:
+    """Controllers to `relay`, devices to `device_relay` (another node) or `relay`."""
     ctls = await gather_limited(
         [
             connect("127.0.0.1", relay.port, ctl, token)
             for ctl, token in zip(pairs.controllers, pairs.tokens, strict=True)
         ]
     )
-    devs = await gather_limited([connect("127.0.0.1", relay.port, d) for d in pairs.devices])
+    port = (device_relay or relay).port
+    devs = await gather_limited([connect("127.0.0.1", port, d) for d in pairs.devices])
     return list(zip(ctls, devs, strict=True))
 
 
@@ -174,9 +153,18 @@ class Counter:
 
 
 async def relay_throughput(
-    links: list[tuple[WsRelayClient, WsRelayClient]], pairs: Pairs, seconds: float, pid: int
+    links: list[tuple[WsRelayClient, WsRelayClient]],
+    pairs: Pairs,
+    seconds: float,
+    pid: int | Sequence[int],
 ) -> tuple[float, float, float]:
-    """(frames/s, relay CPU µs per frame, client CPU µs per frame)."""
+    """(frames/s, relay CPU µs per frame, client CPU µs per frame); `pid` may be several
+    processes (cluster nodes and Redis), whose CPU is added up."""
+    pids = [pid] if isinstance(pid, int) else list(pid)
+
+    def relay_seconds() -> float:
+        return sum(cpu_seconds(p) for p in pids)
+
     counter = Counter()
     payload = b"\x03" + bytes(PAYLOAD - 1)
     for (ctl, dev), ctl_ep, dev_ep in zip(links, pairs.controllers, pairs.devices, strict=True):
@@ -199,11 +187,11 @@ async def relay_throughput(
             ctl.send(bytes((SESSION,)) + dev_ep.id + payload)
     await asyncio.sleep(1.0)  # warm up
     start_n, start = counter.n, time.perf_counter()
-    relay_cpu, client_cpu = cpu_seconds(pid), time.process_time()
+    relay_cpu, client_cpu = relay_seconds(), time.process_time()
     await asyncio.sleep(seconds)
     frames = counter.n - start_n
     rate = frames / (time.perf_counter() - start)
-    relay_us = (cpu_seconds(pid) - relay_cpu) / frames * 1e6
+    relay_us = (relay_seconds() - relay_cpu) / frames * 1e6
     client_us = (time.process_time() - client_cpu) / frames * 1e6
     counter.running = False
     await asyncio.sleep(0.5)  # drain the frames in flight
@@ -265,7 +253,7 @@ async def idle_rss(relay: RelayProcess, idle: list[Endpoint], marks: list[int]) 
     results[-1] = alive
     async with (
         aiohttp.ClientSession() as http,
-        http.get(f"http://127.0.0.1:{relay.port}/metrics") as resp,
+        http.get(relay.metrics_url) as resp,
     ):
         text = await resp.text()
     results[-2] = float(
@@ -354,10 +342,89 @@ async def mosquitto_throughput(
 # --- main ------------------------------------------------------------------------------
 
 
+def close_links(links: list[tuple[WsRelayClient, WsRelayClient]]) -> None:
+    for pair in links:
+        for link in pair:
+            assert link.transport is not None
+            link.transport.close()
+
+
+async def forwarding_run(
+    workdir: Path, root: Path, pairs: Pairs, seconds: float, loop: str | None = None
+) -> tuple[float, float, float]:
+    """One relay of checkout `root` on the database in `workdir`: the throughput run."""
+    relay = bench_relay(workdir, root, loop)
+    await asyncio.to_thread(relay.start)
+    try:
+        links = await connect_pairs(relay, pairs)
+        assert relay.proc is not None
+        figures = await relay_throughput(links, pairs, seconds, relay.proc.pid)
+        close_links(links)
+        return figures
+    finally:
+        relay.stop()
+
+
+async def compare(args: argparse.Namespace, work: Path, pairs: Pairs, seconds: float) -> None:
+    """Alternate the two relays (ABBA order, so a drift in machine load hits both alike)."""
+    trees = {"this": args.relay_root.resolve(), "other": args.compare_with.resolve()}
+    names = {k: v.name if trees["this"].name != trees["other"].name else str(v)
+             for k, v in trees.items()}  # fmt: skip
+    seed = work / "seed.sqlite3"
+    await seed_database(seed, pairs, [])
+    runs: dict[str, list[tuple[float, float]]] = {"this": [], "other": []}
+    for n in range(args.rounds):
+        order = ("other", "this") if n % 2 == 0 else ("this", "other")
+        for which in order:
+            run_dir = work / f"{which}-{n}"
+            run_dir.mkdir()
+            shutil.copy(seed, run_dir / "relay.sqlite3")
+            loop = args.event_loop if which == "this" else None
+            fps, relay_us, _ = await forwarding_run(run_dir, trees[which], pairs, seconds, loop)
+            runs[which].append((fps, relay_us))
+            print(f"round {n + 1} {names[which]:>12}: {fps:>9,.0f} frames/s, "
+                  f"relay {relay_us:5.2f} us CPU per forwarded frame")  # fmt: skip
+    medians = {}
+    for which in ("other", "this"):
+        fps = statistics.median(r[0] for r in runs[which])
+        relay_us = statistics.median(r[1] for r in runs[which])
+        medians[which] = relay_us
+        print(f"median {names[which]:>13}: {fps:>9,.0f} frames/s, "
+              f"relay {relay_us:5.2f} us CPU per forwarded frame "
+              f"(lowest {min(r[1] for r in runs[which]):.2f})")  # fmt: skip
+    print(f"ratio {names['this']} / {names['other']}: {medians['this'] / medians['other']:.3f} "
+          "(relay CPU per forwarded frame; goal <= 1.05)")  # fmt: skip
+
+
+async def forwarding_phases(
+    work: Path, root: Path, pairs: Pairs, seconds: float, loop: str
+) -> float:
+    """Throughput and latency of one relay on event loop `loop`; returns its frames/s."""
+    relay = bench_relay(work / "fwd", root, loop)
+    await asyncio.to_thread(relay.start)
+    try:
+        links = await connect_pairs(relay, pairs)
+        assert relay.proc is not None
+        fps, relay_us, client_us = await relay_throughput(links, pairs, seconds, relay.proc.pid)
+        print(f"[{loop}] relay forwarded frames/s:   {fps:,.0f}   (goal >= 20,000)")
+        per_core = 1e6 / relay_us
+        print(f"[{loop}]   CPU per forwarded frame:  relay {relay_us:.1f} us "
+              f"(= {per_core:,.0f} frames/s per core), clients {client_us:.1f} us "
+              "(goal with uvloop <= 20 us)")  # fmt: skip
+        for rate in (5000, 1000):
+            p50, p99, sent, got = await relay_latency(links, pairs, rate, seconds)
+            print(f"[{loop}] relay latency @{rate:,} frames/s: p50 {p50:.2f} ms, "
+                  f"p99 {p99:.2f} ms ({got}/{sent} frames; goal @5,000 p99 <= 5 ms)")  # fmt: skip
+        close_links(links)
+        return fps
+    finally:
+        relay.stop()
+
+
 async def run(args: argparse.Namespace) -> None:
     hard = raise_fd_limit()
     pairs_n = 100 if args.quick else 1000
-    seconds = 2.0 if args.quick else 5.0
+    seconds = args.seconds or (2.0 if args.quick else 5.0)
     marks = [100, 1000] if args.quick else [1000, 10000]
     if marks[-1] + 100 > hard:
         marks = [m for m in marks if m + 100 <= hard]
@@ -366,38 +433,22 @@ async def run(args: argparse.Namespace) -> None:
           f"(load average {load}), fd limit {hard}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="relay-bench-") as tmp:
         work = Path(tmp)
+        pairs = Pairs(pairs_n)
+        if args.compare_with is not None:
+            await compare(args, work, pairs, seconds)
+            return
         (work / "fwd").mkdir()
         (work / "idle").mkdir()
-        pairs = Pairs(pairs_n)
-        seed_database(work / "fwd" / "relay.sqlite3", pairs, [])
-        idle = [Endpoint(X25519PrivateKey.generate(), 0x01) for _ in range(marks[-1])]
-        seed_database(work / "idle" / "relay.sqlite3", Pairs(0), idle)
+        await seed_database(work / "fwd" / "relay.sqlite3", pairs, [])
+        idle = [Endpoint(ROLE_DEVICE) for _ in range(marks[-1])]
+        await seed_database(work / "idle" / "relay.sqlite3", Pairs(0), idle)
 
-        relay = RelayProcess(work / "fwd")
-        await relay.start()
-        try:
-            links = await connect_pairs(relay, pairs)
-            assert relay.proc is not None
-            fps, relay_us, client_us = await relay_throughput(links, pairs, seconds, relay.proc.pid)
-            print(f"relay forwarded frames/s:            {fps:,.0f}   (goal >= 20,000)")
-            per_core = 1e6 / relay_us
-            print(f"  CPU per forwarded frame:           relay {relay_us:.1f} us "
-                  f"(= {per_core:,.0f} frames/s per core), clients {client_us:.1f} us")  # fmt: skip
-            p50, p99, sent, got = await relay_latency(links, pairs, 5000, seconds)
-            print(f"relay latency @5,000 frames/s:       p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-                  f"({got}/{sent} frames; goal p99 <= 5 ms)")  # fmt: skip
-            p50, p99, sent, got = await relay_latency(links, pairs, 1000, seconds)
-            print(f"relay latency @1,000 frames/s:       p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-                  f"({got}/{sent} frames)")  # fmt: skip
-            for ctl, dev in links:
-                for p in (ctl, dev):
-                    assert p.transport is not None
-                    p.transport.close()
-        finally:
-            relay.stop()
+        fps_by_loop: dict[str, float] = {}
+        for loop in ("uvloop", "asyncio"):
+            fps_by_loop[loop] = await forwarding_phases(work, args.relay_root, pairs, seconds, loop)
 
-        relay = RelayProcess(work / "idle")
-        await relay.start()
+        relay = bench_relay(work / "idle", args.relay_root)
+        await asyncio.to_thread(relay.start)
         try:
             rss = await idle_rss(relay, idle, marks)
             for mark in marks:
@@ -412,12 +463,39 @@ async def run(args: argparse.Namespace) -> None:
         print(f"mosquitto forwarded messages/s:      {mq:,.0f}")
         print(f"  CPU per forwarded message:         mosquitto {broker_us:.1f} us, "
               f"clients {mq_client_us:.1f} us")  # fmt: skip
-        print(f"throughput ratio relay/mosquitto:    {fps / mq:.2f}   (goal >= 0.5)")
+        for loop, fps in fps_by_loop.items():
+            print(f"throughput ratio relay ({loop:>7})/mosquitto: {fps / mq:.2f}   (goal >= 1.5)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: 100 pairs, 2 s phases")
+    parser.add_argument(
+        "--seconds", type=float, help="length of each measured phase (default 5, --quick 2)"
+    )
+    parser.add_argument(
+        "--relay-root",
+        type=Path,
+        default=ROOT,
+        metavar="DIR",
+        help="run the relay_server of this checkout (default: the one holding this script)",
+    )
+    parser.add_argument(
+        "--compare-with",
+        type=Path,
+        metavar="DIR",
+        help="only the forwarding run, alternating --relay-root's relay with DIR's",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of each relay with --compare-with (default 3)"
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="asyncio",
+        help="with --compare-with: the event loop of --relay-root's relay (default asyncio, "
+        "the loop of a relay before uvloop: the comparison is then of the code alone)",
+    )
     asyncio.run(run(parser.parse_args()))
 
 

@@ -12,18 +12,17 @@ import logging
 import os
 import resource
 import signal
+import socket
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from aiohttp import web
-
-from .app import create_app
 from .auth import KeyFileError
-from .config import Config, Limits, RateLimit
+from .config import ClusterSettings, Config, Limits, RateLimit
 from .logs import setup_logging
+from .server import ListenError, RelayServer
 from .storage import StorageError
 
 _LOG = logging.getLogger("relay_server")
@@ -45,6 +44,7 @@ def _env_flag(name: str) -> bool:
 def build_parser() -> argparse.ArgumentParser:
     defaults = Config()
     lim = defaults.limits
+    cluster = defaults.cluster
     p = argparse.ArgumentParser(
         prog="homeseal-relay",
         description="HomeSeal relay: accounts, device registry and routing of opaque frames. "
@@ -66,6 +66,56 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(_env("DB", str(defaults.db_path)) or ""),
         help="SQLite database file [HOMESEAL_RELAY_DB] (default %(default)s)",
+    )
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        default=_env("DATABASE"),
+        help="PostgreSQL instead of the SQLite file: postgresql://user:password@host:port/db "
+        "(the nodes of a cluster share it) [HOMESEAL_RELAY_DATABASE]",
+    )
+    p.add_argument(
+        "--database-pool",
+        type=int,
+        default=int(_env("DATABASE_POOL", str(defaults.database_pool_size)) or 0),
+        help="PostgreSQL connections this relay keeps at most "
+        "[HOMESEAL_RELAY_DATABASE_POOL] (default %(default)s)",
+    )
+    p.add_argument(
+        "--redis",
+        metavar="URL",
+        default=_env("REDIS"),
+        help="run as one node of a cluster: presence, routing and shared rate limits on this "
+        "Redis, redis://host:port/db (needs --database) [HOMESEAL_RELAY_REDIS]",
+    )
+    p.add_argument(
+        "--node-name",
+        default=_env("NODE_NAME", socket.gethostname()),
+        help="this node's name in logs and metrics (its inbox is named after it) "
+        "[HOMESEAL_RELAY_NODE_NAME] (default: the host name, %(default)s)",
+    )
+    p.add_argument(
+        "--presence-ttl",
+        type=float,
+        default=float(_env("PRESENCE_TTL", str(cluster.presence_ttl_s)) or 0),
+        help="seconds a presence key outlives its node (refreshed every third of it) "
+        "[HOMESEAL_RELAY_PRESENCE_TTL] (default %(default)s)",
+    )
+    p.add_argument(
+        "--cluster-grace",
+        type=float,
+        default=float(_env("CLUSTER_GRACE", str(cluster.unroutable_grace_s)) or 0),
+        help="seconds a node that cannot route (its probes of its own inbox are lost) keeps "
+        "its endpoints before closing them with 1012; it refuses new ones at once "
+        "[HOMESEAL_RELAY_CLUSTER_GRACE] (default %(default)s)",
+    )
+    p.add_argument(
+        "--event-loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default=_env("EVENT_LOOP", "auto"),
+        help="uvloop (faster forwarding), asyncio (the standard loop), or auto: uvloop if "
+        "installed, except with --tls-cert (asyncio's TLS transport, whose read buffer the "
+        "relay trims) [HOMESEAL_RELAY_EVENT_LOOP] (default %(default)s)",
     )
     p.add_argument(
         "--key-file",
@@ -150,6 +200,61 @@ def build_parser() -> argparse.ArgumentParser:
         "that [HOMESEAL_RELAY_LOGIN_PER_ADDRESS] (default %(default)s)",
     )
     p.add_argument(
+        "--metrics-listen",
+        default=_env("METRICS_LISTEN", f"{defaults.metrics_host}:{defaults.metrics_port}"),
+        metavar="HOST:PORT",
+        help="where /metrics is served (never on the public listener; 'off': nowhere) "
+        "[HOMESEAL_RELAY_METRICS_LISTEN] (default %(default)s)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=float(_env("REQUEST_TIMEOUT", str(defaults.request_timeout_s)) or 0),
+        help="seconds a connection has to finish its TLS handshake and then to send its "
+        "first request (a websocket: its upgrade); kept-alive connections may idle "
+        f"{defaults.keepalive_timeout_s:g} s between requests "
+        "[HOMESEAL_RELAY_REQUEST_TIMEOUT] (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-unauthenticated",
+        type=int,
+        default=int(_env("MAX_UNAUTHENTICATED", str(lim.unauthenticated_connections)) or 0),
+        help="connections that are not an authenticated endpoint, in all; requests beyond "
+        "get 503 too_many_connections [HOMESEAL_RELAY_MAX_UNAUTHENTICATED] "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--max-unauthenticated-per-address",
+        type=int,
+        default=int(
+            _env("MAX_UNAUTHENTICATED_PER_ADDRESS", str(lim.unauthenticated_per_address)) or 0
+        ),
+        help="the same, per client address [HOMESEAL_RELAY_MAX_UNAUTHENTICATED_PER_ADDRESS] "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--hash-queue",
+        type=int,
+        default=int(_env("HASH_QUEUE", str(lim.hash_queue)) or 0),
+        help="password-hash jobs admitted at once (running or waiting on the "
+        f"{lim.hash_workers} hash threads); beyond, 503 busy at once "
+        "[HOMESEAL_RELAY_HASH_QUEUE] (default %(default)s)",
+    )
+    p.add_argument(
+        "--hash-jobs-per-address",
+        type=int,
+        default=int(_env("HASH_JOBS_PER_ADDRESS", str(lim.hash_jobs_per_address)) or 0),
+        help="password-hash jobs one client address may have admitted; beyond, 429 "
+        "[HOMESEAL_RELAY_HASH_JOBS_PER_ADDRESS] (default %(default)s)",
+    )
+    p.add_argument(
+        "--no-malloc-trim",
+        action="store_true",
+        default=_env_flag("NO_MALLOC_TRIM"),
+        help="do not hand freed memory back to the system after a flood of connections "
+        "(glibc malloc_trim) [HOMESEAL_RELAY_NO_MALLOC_TRIM=1]",
+    )
+    p.add_argument(
         "--send-queue-kib",
         type=int,
         default=int(_env("SEND_QUEUE_KIB", str(lim.send_queue_bytes // 1024)) or 0),
@@ -176,6 +281,26 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ConfigError("--register-per-address and --login-per-address must be ≥ 1")
     if args.max_connections_per_account < 1 or args.send_queue_kib < 16:
         raise ConfigError("--max-connections-per-account ≥ 1 and --send-queue-kib ≥ 16")
+    if args.request_timeout <= 0:
+        raise ConfigError("--request-timeout must be positive")
+    if args.database is not None and not args.database.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("--database wants a postgresql:// URL")
+    if args.redis is not None:
+        if not args.redis.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("--redis wants a redis:// URL")
+        if args.database is None:
+            raise ConfigError("--redis (a cluster) needs --database: the nodes share PostgreSQL")
+    if args.database_pool < 1 or args.presence_ttl < 3 or args.cluster_grace < 0:
+        raise ConfigError("--database-pool ≥ 1, --presence-ttl ≥ 3 and --cluster-grace ≥ 0")
+    for name in (
+        "max_unauthenticated",
+        "max_unauthenticated_per_address",
+        "hash_queue",
+        "hash_jobs_per_address",
+    ):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be ≥ 1")
+    metrics_host, metrics_port = _listen_address(args.metrics_listen)
     lim = Limits()
     limits = replace(
         lim,
@@ -185,6 +310,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         send_queue_bytes=args.send_queue_kib * 1024,
         register_per_address=replace(lim.register_per_address, burst=args.register_per_address),
         login_per_address=replace(lim.login_per_address, burst=args.login_per_address),
+        unauthenticated_connections=args.max_unauthenticated,
+        unauthenticated_per_address=args.max_unauthenticated_per_address,
+        hash_queue=args.hash_queue,
+        hash_jobs_per_address=args.hash_jobs_per_address,
     )
     return Config(
         host=args.host,
@@ -197,8 +326,31 @@ def config_from_args(args: argparse.Namespace) -> Config:
         plain_http=args.plain_http,
         log_level=args.log_level,
         token_lifetime_s=int(args.token_days * 86400),
+        request_timeout_s=args.request_timeout,
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        malloc_trim=not args.no_malloc_trim,
         limits=limits,
+        database_url=args.database,
+        database_pool_size=args.database_pool,
+        redis_url=args.redis,
+        cluster=ClusterSettings(
+            node_name=args.node_name,
+            presence_ttl_s=args.presence_ttl,
+            unroutable_grace_s=args.cluster_grace,
+        ),
     )
+
+
+def _listen_address(text: str) -> tuple[str | None, int]:
+    """HOST:PORT ([v6]:PORT) of the metrics listener, or 'off'."""
+    if text.strip().lower() == "off":
+        return None, 0
+    host, sep, port = text.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--metrics-listen wants HOST:PORT or 'off', not {text!r}")
+    return host, int(port)
 
 
 def ssl_context(config: Config) -> ssl.SSLContext | None:
@@ -218,6 +370,23 @@ def ssl_context(config: Config) -> ssl.SSLContext | None:
     return ctx
 
 
+def loop_factory(
+    choice: str, ctx: ssl.SSLContext | None
+) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop to run on (None: asyncio's). uvloop forwards a frame for less CPU
+    (docs/RELAY.md, Capacity); with direct TLS `auto` keeps asyncio's loop, whose TLS
+    read buffer the relay cuts to 32 KiB (server.TLS_READ_BUFFER)."""
+    if choice == "asyncio" or (choice == "auto" and ctx is not None):
+        return None
+    try:
+        import uvloop  # noqa: PLC0415
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("--event-loop uvloop: uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
 def _raise_fd_limit() -> None:
     """Every connection is a file descriptor: use the whole hard limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -226,26 +395,21 @@ def _raise_fd_limit() -> None:
 
 
 async def serve(config: Config, ctx: ssl.SSLContext | None) -> None:
-    app = create_app(config)
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=config.shutdown_timeout_s
-    )
+    relay = RelayServer(config, ctx)
     try:
-        await runner.setup()
+        await relay.setup()
     except KeyFileError as err:
-        await runner.cleanup()
+        await relay.cleanup()
         raise ConfigError(str(err)) from err
     except StorageError as err:
-        await runner.cleanup()
-        raise ConfigError(f"cannot use database {config.db_path}: {err}") from err
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=ctx, backlog=4096)
+        await relay.cleanup()
+        where = config.db_path if config.database_url is None else "(--database/--redis)"
+        raise ConfigError(f"cannot use database {where}: {err}") from err
     try:
-        await site.start()
-    except OSError as err:
-        await runner.cleanup()
-        raise ConfigError(
-            f"cannot listen on {config.host}:{config.port}: {err.strerror or err}"
-        ) from err
+        await relay.start()
+    except ListenError as err:
+        await relay.cleanup()
+        raise ConfigError(str(err)) from err
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -257,11 +421,17 @@ async def serve(config: Config, ctx: ssl.SSLContext | None) -> None:
             "port": config.port,
             "tls": ctx is not None,
             "behind_proxy": config.behind_proxy,
+            "loop": type(loop).__module__.split(".")[0],
+            "storage": "postgresql" if config.database_url else "sqlite",
+            "cluster": config.cluster.node_name if config.redis_url else None,
+            "metrics": None
+            if config.metrics_host is None
+            else f"{config.metrics_host}:{config.metrics_port}",
         },
     )
     await stop.wait()
     _LOG.info("shutting down")
-    await runner.cleanup()
+    await relay.cleanup()
     _LOG.info("stopped")
 
 
@@ -273,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging(config.log_level)
         ctx = ssl_context(config)
         _raise_fd_limit()
-        asyncio.run(serve(config, ctx))
+        asyncio.run(serve(config, ctx), loop_factory=loop_factory(args.event_loop, ctx))
     except ConfigError as err:
         print(f"homeseal-relay: error: {err}", file=sys.stderr)
         return EXIT_CONFIG

@@ -8,7 +8,10 @@ from prometheus_client import CollectorRegistry
 from .accounts import AccountService
 from .auth import RelayKey
 from .config import Config
+from .guard import ConnectionGuard
+from .passwords import HashPool
 from .routing import Router
+from .stats import Stats
 from .storage import Storage
 
 CONFIG = web.AppKey("config", Config)
@@ -16,4 +19,7 @@ STORAGE = web.AppKey("storage", Storage)
 RELAY_KEY = web.AppKey("relay_key", RelayKey)
 ROUTER = web.AppKey("router", Router)
 ACCOUNTS = web.AppKey("accounts", AccountService)
-REGISTRY = web.AppKey("registry", CollectorRegistry)
+METRICS = web.AppKey("metrics", CollectorRegistry)
+GUARD = web.AppKey("guard", ConnectionGuard)
+STATS = web.AppKey("stats", Stats)
+HASH_POOL = web.AppKey("hash_pool", HashPool)

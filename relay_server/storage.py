@@ -61,6 +61,11 @@ class Storage(Protocol):
         """Replace the hash and revoke every token; returns the revoked token hashes."""
         ...
 
+    async def update_password_hash(self, account_id: int, old_hash: str, new_hash: str) -> bool:
+        """Replace the hash if it is still `old_hash` (a rehash after login: tokens stay
+        valid); False when it changed meanwhile."""
+        ...
+
     async def delete_account(self, account_id: int) -> list[bytes]:
         """Delete the account, its tokens and controller bindings; its devices become
         unclaimed. Returns the ids of the devices it owned."""

@@ -1,5 +1,10 @@
 """SQLite storage: WAL journal, synchronous=FULL, versioned migrations.
 
+The database holds password and token hashes: its file is created mode 0600 before
+SQLite opens it, and SQLite gives its -wal and -shm files the mode of the database
+file, so none of the three is ever readable by others (an older database that is, is
+tightened at open).
+
 All database calls run in one dedicated worker thread (SQLite connections are
 not shared between threads), so the event loop never blocks on disk I/O and
 writes are naturally serialised. Each mutating call is one transaction that has
@@ -9,7 +14,9 @@ committed — and, with synchronous=FULL, reached the disk — before it returns
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
+import stat
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -76,7 +83,26 @@ class SqliteStorage:
             raise StorageError("storage is closed")
         return self._db
 
+    def _create_private(self) -> None:
+        """Create the database file 0600 (or tighten an existing one and its -wal/-shm)."""
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            for suffix in ("", "-wal", "-shm"):
+                path = f"{self._path}{suffix}"
+                try:
+                    mode = os.stat(path).st_mode
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(mode) and mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    os.chmod(path, stat.S_IMODE(mode) & ~(stat.S_IRWXG | stat.S_IRWXO))
+            return
+        except OSError as err:
+            raise sqlite3.OperationalError(f"cannot create {self._path}: {err.strerror}") from err
+        os.close(fd)
+
     def _open_sync(self) -> None:
+        self._create_private()
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -150,31 +176,23 @@ class SqliteStorage:
 
         return await self._run(_do)
 
-    @staticmethod
-    def _account(row: tuple[Any, ...] | None) -> Account | None:
-        return None if row is None else Account(row[0], row[1], row[2], row[3])
-
     async def get_account_by_username(self, username: str) -> Account | None:
-        return await self._run(
-            lambda: self._account(
-                self._conn.execute(
-                    "SELECT account_id, username, password_hash, created_at FROM accounts "
-                    "WHERE username = ?",
-                    (username,),
-                ).fetchone()
-            )
-        )
+        return await self._get_account("username", username)
 
     async def get_account(self, account_id: int) -> Account | None:
-        return await self._run(
-            lambda: self._account(
-                self._conn.execute(
-                    "SELECT account_id, username, password_hash, created_at FROM accounts "
-                    "WHERE account_id = ?",
-                    (account_id,),
-                ).fetchone()
-            )
+        return await self._get_account("account_id", account_id)
+
+    async def _get_account(self, column: str, value: str | int) -> Account | None:
+        sql = (
+            "SELECT account_id, username, password_hash, created_at FROM accounts "
+            f"WHERE {column} = ?"  # column: one of the two above, never input
         )
+
+        def _do() -> Account | None:
+            row = self._conn.execute(sql, (value,)).fetchone()
+            return None if row is None else Account(row[0], row[1], row[2], row[3])
+
+        return await self._run(_do)
 
     async def set_password(self, account_id: int, password_hash: str) -> list[str]:
         def _do() -> list[str]:
@@ -193,6 +211,16 @@ class SqliteStorage:
                 )
                 db.execute("UPDATE tokens SET revoked = 1 WHERE account_id = ?", (account_id,))
             return revoked
+
+        return await self._run(_do)
+
+    async def update_password_hash(self, account_id: int, old_hash: str, new_hash: str) -> bool:
+        def _do() -> bool:
+            cur = self._write(
+                "UPDATE accounts SET password_hash = ? WHERE account_id = ? AND password_hash = ?",
+                (new_hash, account_id, old_hash),
+            )
+            return cur.rowcount == 1
 
         return await self._run(_do)
 

@@ -1,4 +1,5 @@
-"""Shared helpers for the test suites: where things are, and running MicroPython.
+"""Shared helpers for the test suites: running MicroPython scripts, the shared vectors,
+pairing errors. Where things are comes from testbed.paths (re-exported here).
 
 Every suite that runs firmware code on the MicroPython unix port goes through
 `run_micropython`, so the binary, its module path and its heap size are chosen
@@ -7,22 +8,34 @@ in one place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
-CACHE = Path(
-    os.environ.get("HOMESEAL_CACHE")
-    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "homeseal"
-)
-MICROPYTHON = Path(os.environ.get("HOMESEAL_MICROPYTHON") or CACHE / "bin" / "micropython")
-MPY_CROSS = Path(os.environ.get("HOMESEAL_MPY_CROSS") or CACHE / "bin" / "mpy-cross")
+from homeseal_protocol.errors import PairingError, PairingFailure
+from testbed.paths import CACHE, FIRMWARE, MICROPYTHON, MPY_CROSS, ROOT, micropython_env
+
+__all__ = [
+    "CACHE",
+    "FIRMWARE",
+    "MICROPYTHON",
+    "MPY_CROSS",
+    "ROOT",
+    "SHARED_VECTORS",
+    "load_shared_vectors",
+    "micropython_env",
+    "micropython_path",
+    "raises_pairing",
+    "run_micropython",
+    "shared_vector_path",
+]
+
 SHARED_VECTORS = Path(os.environ.get("HOMESEAL_VECTORS") or ROOT.parent / "shared" / "vectors")
 
 
@@ -31,12 +44,6 @@ def micropython_path() -> Path:
     if not MICROPYTHON.is_file():
         pytest.fail(f"MicroPython unix port not found at {MICROPYTHON}: run scripts/setup")
     return MICROPYTHON
-
-
-def micropython_env(extra_path: list[Path] | None = None) -> dict[str, str]:
-    """Environment for a MicroPython process: firmware modules and frozen asyncio on its path."""
-    paths = [".frozen", str(FIRMWARE), *(str(p) for p in extra_path or [])]
-    return {**os.environ, "MICROPYPATH": ":".join(paths)}
 
 
 def run_micropython(
@@ -58,7 +65,7 @@ def run_micropython(
         input=stdin,
         capture_output=True,
         timeout=timeout,
-        env=micropython_env(extra_path),
+        env=micropython_env(extra_path or ()),
         check=False,
     )
     out = proc.stdout.decode(errors="replace")
@@ -80,3 +87,13 @@ def shared_vector_path(name: str) -> Path:
 
 def load_shared_vectors(name: str) -> Any:
     return json.loads(shared_vector_path(name).read_text())
+
+
+@contextlib.contextmanager
+def raises_pairing(
+    failure: PairingFailure, match: str | None = None
+) -> Iterator[pytest.ExceptionInfo[PairingError]]:
+    """`pytest.raises(PairingError)` that also checks the error's `failure`."""
+    with pytest.raises(PairingError, match=match) as info:
+        yield info
+    assert info.value.failure is failure, f"{info.value.failure} is not {failure}"

@@ -24,6 +24,32 @@ def test_ruff_format_is_clean() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_mypy_strict_on_component_relay_and_tools() -> None:
-    proc = _run("mypy", "custom_components/homeseal", "relay_server", "tools")
+def test_mypy_strict_on_every_cpython_package() -> None:
+    proc = _run(
+        "mypy",
+        "homeseal_protocol",
+        "custom_components/homeseal",
+        "relay_server",
+        "testbed",
+        "tools",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_mypy_strict_on_the_newest_home_assistant() -> None:
+    """The integration against the newest HA's own types, on Python 3.14 (its tree)."""
+    proc = subprocess.run(
+        [
+            str(ROOT / "scripts" / "ha-newest"),
+            "mypy",
+            "--python-version",
+            "3.14",
+            "homeseal_protocol",
+            "custom_components/homeseal",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

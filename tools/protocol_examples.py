@@ -6,7 +6,7 @@
 
 Every secret below is derived from a public label (SHA-256 of "HomeSeal v1
 example: <label>"), so anyone can regenerate the same bytes. The controller's
-values are computed with the client library (custom_components/homeseal/client);
+values are computed with the client library (homeseal_protocol);
 the device's with the same primitives used the device's way round, so the
 firmware's tests can reproduce each value from docs/examples/protocol_v1.json.
 """
@@ -26,14 +26,15 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from custom_components.homeseal.client import p256, pairing, session, spake2plus
-from custom_components.homeseal.client.ids import (
+from homeseal_protocol import pairing, session
+from homeseal_protocol.crypto import p256, spake2plus
+from homeseal_protocol.crypto.noise import HandshakeState, KeyPair
+from homeseal_protocol.ids import (
     endpoint_id,
     format_id,
     format_setup_code,
     format_setup_payload,
 )
-from custom_components.homeseal.client.noise import HandshakeState, KeyPair
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 JSON_PATH: Final = ROOT / "docs" / "examples" / "protocol_v1.json"
@@ -45,6 +46,9 @@ ITERATIONS: Final = 1000  # the minimum, so tests on the device side stay quick
 RELAY_AUTH_LABEL: Final = b"HomeSeal v1 relay auth"
 RELAY_CONTROL_LABEL: Final = b"HomeSeal v1 relay control"
 HEX_WRAP: Final = 64
+# 2: RESET is reason only; PBKDF input and Context of RFC 9383 §3.2 (I2, I3); the
+# controller's first transport message confirms a session (L2).
+REVISION: Final = 2
 
 # Frame types of §3 used below.
 AUTH_CHALLENGE: Final = 0x01
@@ -124,19 +128,17 @@ def pairing_example(
     """§5 from PBKDF_PARAM_REQUEST to PAIR_DONE, with fixed salt, x and y."""
     salt = secret("pairing salt")[:16]
     x, y = scalar("pairing x"), scalar("pairing y")
-    w0, w1 = spake2plus.derive_w0_w1(SETUP_CODE.encode(), salt, ITERATIONS)
-    w0_bytes, l_bytes = spake2plus.compute_verifier(SETUP_CODE.encode(), salt, ITERATIONS)
+    w0, w1 = pairing.derive_w0_w1(SETUP_CODE, salt, ITERATIONS, device_id)
+    w0_bytes, l_bytes = pairing.device_verifier(SETUP_CODE, salt, ITERATIONS, device_id)
     attempts_left = 20
 
     # Controller side: the client library's state machine.
     ctl = pairing.ControllerPairing(device_id, controller.private, SETUP_CODE, x=x)
-    # Device side: the Verifier and the §5.3 sealing helpers.
-    verifier = spake2plus.Verifier(
-        pairing.CONTEXT, controller_id, device_id, w0_bytes, l_bytes, y=y
-    )
-
     request = ctl.start()
     response = pairing.PbkdfParamResponse(ITERATIONS, salt, attempts_left).encode()
+    context = pairing.pairing_context(controller_id, request, response)
+    # Device side: the Verifier and the §5.3 sealing helpers.
+    verifier = spake2plus.Verifier(context, pairing.ID_PROVER, device_id, w0_bytes, l_bytes, y=y)
     pake1 = ctl.receive(response)
     assert pake1 is not None
     share_p = pake1[1:]
@@ -158,24 +160,31 @@ def pairing_example(
     # Z and V as each side computes them (the Prover's and the Verifier's agree).
     z = p256.multiply(y, p256.decode_point(share_p) - p256.multiply(w0, spake2plus.M)).encode()
     v = p256.multiply(w1, p256.decode_point(share_v) - p256.multiply(w0, spake2plus.N)).encode()
-    tt = spake2plus.transcript(
-        pairing.CONTEXT, controller_id, device_id, share_p, share_v, z, v, w0
-    )
+    tt = spake2plus.transcript(context, pairing.ID_PROVER, device_id, share_p, share_v, z, v, w0)
     k_confirm_p, k_confirm_v, k_shared_tt = spake2plus.key_schedule(tt)
     assert k_shared_tt == k_shared
 
     wrong = b"\x7f" + bytes((pairing.ErrorCode.WRONG_CODE, attempts_left - 1))
     return {
-        "context": pairing.CONTEXT.decode(),
-        "idProver": controller_id.hex(),
+        "context_label": pairing.CONTEXT_LABEL.decode(),
+        "params_hash": hashlib.sha256(request + response).hexdigest(),
+        "context": context.hex(),
+        "idProver": pairing.ID_PROVER.hex(),
         "idVerifier": device_id.hex(),
         "setup_code": SETUP_CODE,
         "password": SETUP_CODE.encode().hex(),
+        "pbkdf_input": spake2plus.pbkdf_input(
+            SETUP_CODE.encode(), pairing.ID_PROVER, device_id
+        ).hex(),
         "salt": salt.hex(),
         "iterations": ITERATIONS,
         "attempts_left": attempts_left,
         "pbkdf_output": hashlib.pbkdf2_hmac(
-            "sha256", SETUP_CODE.encode(), salt, ITERATIONS, 80
+            "sha256",
+            spake2plus.pbkdf_input(SETUP_CODE.encode(), pairing.ID_PROVER, device_id),
+            salt,
+            ITERATIONS,
+            80,
         ).hex(),
         "w0": w0_bytes.hex(),
         "w1": p256.scalar_to_bytes(w1).hex(),
@@ -234,6 +243,8 @@ DESCRIBE: Final = {
     ],
 }
 STATE: Final = {"t": "state", "s": {"relay": False, "temp": 21.5}}
+PING: Final = {"t": "ping", "id": 1}
+PONG: Final = {"t": "pong", "id": 1}
 COMMAND: Final = {"t": "command", "id": 1, "key": "relay", "action": "turn_on"}
 RESULT: Final = {"t": "result", "id": 1, "ok": True}
 
@@ -259,7 +270,8 @@ def session_example(
     responder.read_message(handshake1[1:])
     handshake2 = bytes((session.Kind.HANDSHAKE2,)) + responder.write_message(b"")
     assert ctl.receive(handshake2) is None
-    r_send, r_recv = responder.split()
+    # Split(): c1 carries controller → device, c2 device → controller.
+    r_recv, r_send = responder.split()
     c1_key, c2_key = r_recv.k, r_send.k
     assert c1_key is not None
     assert c2_key is not None
@@ -280,8 +292,12 @@ def session_example(
         assert r_recv.decrypt_with_ad(b"", payload[1:]) == plaintext
         messages.append(_transport("controller", nonce, plaintext, payload, device_id))
 
+    # The controller's first message confirms the session (§6.2); the device then
+    # describes itself and answers the ping.
+    controller_sends(PING)
     device_sends(DESCRIBE)
     device_sends(STATE)
+    device_sends(PONG)
     controller_sends(COMMAND)
     device_sends(RESULT)
 
@@ -296,7 +312,7 @@ def session_example(
         "handshake1_frame": frame(SESSION, device_id, handshake1).hex(),
         "handshake2": handshake2.hex(),
         "handshake2_frame": frame(SESSION, controller_id, handshake2).hex(),
-        "handshake_hash": responder.handshake_hash.hex(),
+        "handshake_hash": responder.get_handshake_hash().hex(),
         "k_controller_to_device": c1_key.hex(),
         "k_device_to_controller": c2_key.hex(),
         "transport": messages,
@@ -324,10 +340,12 @@ def generate() -> dict[str, Any]:
     controller_id, device_id = endpoint_id(controller.public), endpoint_id(device.public)
     relay_nonce = secret("relay nonce")
     return {
+        # Bumped whenever the wire format changes (implementations check they match).
+        "revision": REVISION,
         "about": (
             "HomeSeal protocol v1 worked examples (docs/PROTOCOL.md Appendix A), generated by "
             "tools/protocol_examples.py. Byte strings are lowercase hex. Text: 'about', "
-            "'context', 'protocol_name', 'name', 'from', 'setup_code', *_text and *_json "
+            "'context_label', 'protocol_name', 'name', 'from', 'setup_code', *_text and *_json "
             "(the JSON plaintext, whose UTF-8 bytes are the neighbouring 'plaintext'). Every "
             "fixed input is SHA-256('HomeSeal v1 example: ' + label), with the labels in "
             "'input_labels'. 'frame' fields are whole relay envelopes (type 1 byte, peer id "
@@ -482,12 +500,16 @@ def render_appendix(ex: dict[str, Any]) -> str:
         "",
         f"Setup code `{pair['setup_code']}` (password bytes `{pair['password']}`),",
         f"{pair['iterations']} PBKDF2 iterations, {pair['attempts_left']} attempts left.",
-        f'`Context` is `"{pair["context"]}"`, `idProver` the controller id,',
-        "`idVerifier` the device id.",
+        "`idProver` is empty and `idVerifier` the device id (§5.1); `Context` is",
+        f'`"{pair["context_label"]}"` ‖ controller id ‖ SHA-256(PBKDF_PARAM_REQUEST ‖',
+        "PBKDF_PARAM_RESPONSE), the two messages below.",
         "",
         *_hex_block(
             [
+                ("params hash", pair["params_hash"]),
+                ("Context", pair["context"]),
                 ("salt", pair["salt"]),
+                ("PBKDF2 input", pair["pbkdf_input"]),
                 ("PBKDF2 output", pair["pbkdf_output"]),
                 ("w0", pair["w0"]),
                 ("w1", pair["w1"]),

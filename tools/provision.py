@@ -23,8 +23,6 @@ key never leaves it).
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import os
 import secrets
@@ -32,7 +30,6 @@ import struct
 import sys
 import zlib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import segno
@@ -44,34 +41,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-
-def _client_library() -> tuple[ModuleType, ModuleType]:
-    """The integration's client library (`ids`, `spake2plus`).
-
-    custom_components/homeseal/client has no Home Assistant imports, but its
-    parent package's __init__ imports Home Assistant (seconds of start-up). Load
-    the client package from its directory under a private name instead, unless
-    the integration is already imported in this process.
-    """
-    root = Path(__file__).resolve().parent.parent / "custom_components/homeseal/client"
-    if "custom_components.homeseal" in sys.modules or not (root / "__init__.py").is_file():
-        base = "custom_components.homeseal.client"
-    else:
-        base = "_homeseal_client"
-        if base not in sys.modules:
-            spec = importlib.util.spec_from_file_location(
-                base, root / "__init__.py", submodule_search_locations=[str(root)]
-            )
-            if spec is None or spec.loader is None:
-                raise ImportError(f"HomeSeal client library not found at {root}")
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[base] = module
-            spec.loader.exec_module(module)
-    return importlib.import_module(base + ".ids"), importlib.import_module(base + ".spake2plus")
-
-
-ids, _spake2plus = _client_library()
-compute_verifier = _spake2plus.compute_verifier
+from homeseal_protocol import ids
+from homeseal_protocol.pairing import device_verifier
 
 IDENTITY = "identity.json"
 PROVISIONING = "provisioning.json"
@@ -129,9 +100,12 @@ def device_public_key(state_dir: Path, generate: bool) -> tuple[bytes, bool]:
     return pub, True
 
 
-def provisioning_record(code: str, salt: bytes, iterations: int) -> dict[str, Any]:
-    """What the device stores: (w0, L) and the PBKDF parameters, not the code."""
-    w0, L = compute_verifier(code.encode("ascii"), salt, iterations)
+def provisioning_record(
+    code: str, salt: bytes, iterations: int, device_id: bytes
+) -> dict[str, Any]:
+    """What the device stores: (w0, L) and the PBKDF parameters, not the code. The
+    verifier names the device (§5.1), so it is made for this device id only."""
+    w0, L = device_verifier(code, salt, iterations, device_id)
     return {
         "version": 1,
         "iterations": iterations,
@@ -143,7 +117,8 @@ def provisioning_record(code: str, salt: bytes, iterations: int) -> dict[str, An
 
 # ---------------------------------------------------------------- the label
 
-# 5x7 glyphs for the label's digits, one string of 7 rows of 5 bits per glyph.
+# 5x7 glyphs for the label's text (the setup code's digits, the device id's base32
+# letters), one string of 7 rows of 5 bits per glyph.
 _GLYPHS = {
     "0": "01110 10001 10011 10101 11001 10001 01110",
     "1": "00100 01100 00100 00100 00100 00100 01110",
@@ -156,7 +131,45 @@ _GLYPHS = {
     "8": "01110 10001 10001 01110 10001 10001 01110",
     "9": "01110 10001 10001 01111 00001 00010 01100",
     "-": "00000 00000 00000 11111 00000 00000 00000",
+    " ": "00000 00000 00000 00000 00000 00000 00000",
+    "a": "00000 00000 01110 00001 01111 10001 01111",
+    "b": "10000 10000 10110 11001 10001 10001 11110",
+    "c": "00000 00000 01110 10000 10000 10001 01110",
+    "d": "00001 00001 01101 10011 10001 10001 01111",
+    "e": "00000 00000 01110 10001 11111 10000 01110",
+    "f": "00110 01001 01000 11100 01000 01000 01000",
+    "g": "00000 01111 10001 10001 01111 00001 01110",
+    "h": "10000 10000 10110 11001 10001 10001 10001",
+    "i": "00100 00000 01100 00100 00100 00100 01110",
+    "j": "00010 00000 00110 00010 00010 10010 01100",
+    "k": "10000 10000 10010 10100 11000 10100 10010",
+    "l": "01100 00100 00100 00100 00100 00100 01110",
+    "m": "00000 00000 11010 10101 10101 10001 10001",
+    "n": "00000 00000 10110 11001 10001 10001 10001",
+    "o": "00000 00000 01110 10001 10001 10001 01110",
+    "p": "00000 00000 11110 10001 11110 10000 10000",
+    "q": "00000 00000 01101 10011 01111 00001 00001",
+    "r": "00000 00000 10110 11001 10000 10000 10000",
+    "s": "00000 00000 01110 10000 01110 00001 11110",
+    "t": "01000 01000 11100 01000 01000 01001 00110",
+    "u": "00000 00000 10001 10001 10001 10011 01101",
+    "v": "00000 00000 10001 10001 10001 01010 00100",
+    "w": "00000 00000 10001 10001 10101 10101 01010",
+    "x": "00000 00000 10001 01010 00100 01010 10001",
+    "y": "00000 00000 10001 10001 01111 00001 01110",
+    "z": "00000 00000 11111 00010 00100 01000 11111",
 }
+
+
+def _draw_text(rows: list[bytearray], left: int, top: int, text: str, g: int) -> None:
+    """Draw `text` in the 5x7 glyphs, each glyph pixel g by g, from (left, top)."""
+    for i, ch in enumerate(text):
+        for gy, bits in enumerate(_GLYPHS[ch].split()):
+            for gx, bit in enumerate(bits):
+                if bit == "1":
+                    x0 = left + (i * 6 + gx) * g
+                    for dy in range(g):
+                        rows[top + gy * g + dy][x0 : x0 + g] = b"\x00" * g
 
 
 def _png(width: int, height: int, rows: list[bytearray]) -> bytes:
@@ -175,15 +188,17 @@ def _png(width: int, height: int, rows: list[bytearray]) -> bytes:
     )
 
 
-def label_png(payload: str, code_text: str, scale: int = 8) -> bytes:
-    """QR code with the setup code in digits to its right."""
+def label_png(payload: str, code_text: str, device_id_text: str, scale: int = 8) -> bytes:
+    """QR code with the setup code in digits to its right and the device id below:
+    everything a user types by hand (PROTOCOL §1.2)."""
     qr = segno.make_qr(payload, error="m")
     matrix = [list(r) for r in qr.matrix_iter(scale=1, border=4)]
     qr_px = len(matrix) * scale
-    g = scale // 2 + 2  # glyph pixel size
-    text_w = len(code_text) * 6 * g
-    width = qr_px + text_w + 4 * scale
-    height = qr_px
+    g = scale // 2 + 2  # glyph pixel size of the code
+    small = max(2, scale // 3)  # glyph pixel size of the id
+    id_line = f"id {device_id_text}"
+    width = max(qr_px + len(code_text) * 6 * g + 4 * scale, len(id_line) * 6 * small + 8 * scale)
+    height = qr_px + 7 * small + 3 * scale
     rows = [bytearray(b"\xff" * width) for _ in range(height)]
     for y, row in enumerate(matrix):
         for x, dark in enumerate(row):
@@ -191,15 +206,8 @@ def label_png(payload: str, code_text: str, scale: int = 8) -> bytes:
                 for dy in range(scale):
                     r = rows[y * scale + dy]
                     r[x * scale : (x + 1) * scale] = b"\x00" * scale
-    top = (height - 7 * g) // 2
-    left = qr_px
-    for i, ch in enumerate(code_text):
-        for gy, bits in enumerate(_GLYPHS[ch].split()):
-            for gx, bit in enumerate(bits):
-                if bit == "1":
-                    x0 = left + (i * 6 + gx) * g
-                    for dy in range(g):
-                        rows[top + gy * g + dy][x0 : x0 + g] = b"\x00" * g
+    _draw_text(rows, qr_px, (qr_px - 7 * g) // 2, code_text, g)
+    _draw_text(rows, 4 * scale, qr_px, id_line, small)
     return _png(width, height, rows)
 
 
@@ -264,7 +272,7 @@ def provision(
     if device_id is None:
         pub, generated = device_public_key(state_dir, generate_key)
         device_id = ids.endpoint_id(pub)
-    record = provisioning_record(code, secrets.token_bytes(salt_len), iterations)
+    record = provisioning_record(code, secrets.token_bytes(salt_len), iterations, device_id)
     _write_atomic(target, json.dumps(record).encode())
     payload = ids.format_setup_payload(device_id, code)
     code_text = ids.format_setup_code(code)
@@ -282,7 +290,7 @@ def provision(
         label.parent.mkdir(parents=True, exist_ok=True)
         png = label.with_suffix(".png")
         svg = label.with_suffix(".svg")
-        png.write_bytes(label_png(payload, code_text))
+        png.write_bytes(label_png(payload, code_text, id_text))
         svg.write_text(label_svg(payload, code_text, id_text))
         out["label_png"] = str(png)
         out["label_svg"] = str(svg)

@@ -1,1 +1,2 @@
-"""Helpers for benchmarks/relay_bench.py: lean websocket and MQTT clients, database seeding."""
+"""Helpers for benchmarks/relay_bench.py: the MQTT client of the Mosquitto comparison
+(the relay's websocket client is testbed.wsclient)."""

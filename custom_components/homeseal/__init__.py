@@ -9,32 +9,42 @@ from homeassistant.const import CONF_TOKEN, CONF_URL, Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 
-from .client.api import (
+from .compat import async_get_device
+from .const import (
+    CONF_DEVICE_ID,
+    CONF_DEVICE_KEY,
+    DOMAIN,
+    NOT_RECOGNISED_AFTER,
+    SUBENTRY_DEVICE,
+    UNPAIR_TIMEOUT,
+    signal_new_entities,
+)
+from .runtime import (
+    HomeSealConfigEntry,
+    HomeSealRuntimeData,
+    async_ssl_setting,
+    connection_settings,
+)
+from .store import ControllerStore
+from .vendor.homeseal_protocol import (
+    AuthRejected,
     CannotConnect,
+    Controller,
+    DeviceError,
+    DeviceLink,
     RateLimited,
     RelayApi,
     RelayApiError,
     TlsNotTrusted,
     Unauthorized,
+    format_id,
+    parse_id,
 )
-from .client.connection import AuthRejected
-from .client.devices import DeviceError, DeviceLink, LinkState
-from .client.hub import Hub
-from .client.ids import format_id, parse_id
-from .const import (
-    CONF_DEVICE_ID,
-    CONF_DEVICE_KEY,
-    DOMAIN,
-    SUBENTRY_DEVICE,
-    UNPAIR_TIMEOUT,
-    signal_new_entities,
-)
-from .runtime import HomeSealConfigEntry, HomeSealRuntimeData, async_ssl_setting
-from .store import ControllerStore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,8 +57,8 @@ PLATFORMS: list[Platform] = [
 ]
 
 
-def key_mismatch_issue_id(device_id: bytes) -> str:
-    return f"key_mismatch_{format_id(device_id).replace('-', '')}"
+def not_recognised_issue_id(device_id: bytes) -> str:
+    return f"not_recognised_{format_id(device_id).replace('-', '')}"
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: HomeSealConfigEntry) -> bool:
@@ -85,29 +95,26 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSealConfigEntry) -> 
         if link.describe is not None:
             store.save_describe(format_id(link.device_id), link.describe)
             _async_sync_device(hass, entry, link)
+            _async_remove_stale_entities(hass, entry, link)
         async_dispatcher_send(hass, signal_new_entities(entry.entry_id))
 
     @callback
-    def on_key_mismatch(link: DeviceLink, presented: bytes) -> None:
-        _async_raise_key_mismatch(hass, entry, link)
+    def on_not_recognised(link: DeviceLink) -> None:
+        _async_update_not_recognised(hass, entry, link)
 
-    hub = Hub(
+    controller = Controller(
         session,
         entry.data[CONF_URL],
         token,
         static_key,
         ssl_setting,
         run_blocking=hass.async_add_executor_job,
-        on_key_mismatch=on_key_mismatch,
+        on_not_recognised=on_not_recognised,
         on_describe=on_describe,
+        not_recognised_after=NOT_RECOGNISED_AFTER,
     )
-    entry.runtime_data = HomeSealRuntimeData(api=api, hub=hub, store=store)
-    for subentry in entry.subentries.values():
-        if subentry.subentry_type == SUBENTRY_DEVICE:
-            _async_add_device(hass, entry, subentry.subentry_id)
-
-    device_registry = dr.async_get(hass)
-    device_registry.async_get_or_create(
+    # The relay account is a service device; each paired device is connected via it.
+    account_device = dr.async_get(hass).async_get_or_create(
         config_entry_id=entry.entry_id,
         identifiers={(DOMAIN, entry.entry_id)},
         name=entry.title,
@@ -115,16 +122,28 @@ async def async_setup_entry(hass: HomeAssistant, entry: HomeSealConfigEntry) -> 
         model="Relay account",
         entry_type=dr.DeviceEntryType.SERVICE,
     )
+    entry.runtime_data = HomeSealRuntimeData(
+        api=api,
+        controller=controller,
+        store=store,
+        account_device=account_device,
+        settings=connection_settings(entry.data),
+    )
+    for subentry in entry.subentries.values():
+        if subentry.subentry_type == SUBENTRY_DEVICE:
+            _async_add_device(hass, entry, subentry.subentry_id)
 
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
-    entry.async_create_background_task(hass, _async_run(hass, entry, hub), "homeseal relay")
+    entry.async_create_background_task(hass, _async_run(hass, entry, controller), "homeseal relay")
     entry.async_on_unload(entry.add_update_listener(_async_update_listener))
     return True
 
 
-async def _async_run(hass: HomeAssistant, entry: HomeSealConfigEntry, hub: Hub) -> None:
+async def _async_run(
+    hass: HomeAssistant, entry: HomeSealConfigEntry, controller: Controller
+) -> None:
     try:
-        await hub.run()
+        await controller.run()
     except AuthRejected:
         _LOGGER.warning("The relay rejected this account's credentials")
         entry.async_start_reauth(hass)
@@ -135,56 +154,102 @@ def _async_add_device(hass: HomeAssistant, entry: HomeSealConfigEntry, subentry_
     runtime = entry.runtime_data
     subentry = entry.subentries[subentry_id]
     device_id = parse_id(subentry.data[CONF_DEVICE_ID])
-    link = runtime.hub.add_device(device_id, bytes.fromhex(subentry.data[CONF_DEVICE_KEY]))
-    if link.describe is None:
-        link.describe = runtime.store.cached_describe(format_id(device_id))
+    link = runtime.controller.add_device(
+        device_id,
+        bytes.fromhex(subentry.data[CONF_DEVICE_KEY]),
+        runtime.store.cached_describe(format_id(device_id)),
+    )
     runtime.subentries[device_id] = subentry_id
 
-    @callback
-    def on_change() -> None:
-        if link.state is LinkState.READY:
-            ir.async_delete_issue(hass, DOMAIN, key_mismatch_issue_id(device_id))
-
-    entry.async_on_unload(link.add_listener(on_change))
+    if link.not_recognised:  # raised before this entry was (re)loaded
+        _async_update_not_recognised(hass, entry, link)
 
 
 @callback
 def _async_sync_device(hass: HomeAssistant, entry: HomeSealConfigEntry, link: DeviceLink) -> None:
-    """Keep the HA device's model, firmware and the subentry title in step with describe."""
+    """Keep the HA device (name, model, firmware) and the subentry title in step with
+    what the device says about itself in describe."""
     describe = link.describe
     subentry_id = entry.runtime_data.subentries.get(link.device_id)
     if describe is None or subentry_id is None:
         return
+    subentry = entry.subentries.get(subentry_id)
+    if subentry is not None and subentry.title != describe.name:
+        hass.config_entries.async_update_subentry(entry, subentry, title=describe.name)
     device_registry = dr.async_get(hass)
-    if device := device_registry.async_get_device(
-        identifiers={(DOMAIN, format_id(link.device_id))}
+    if device := async_get_device(
+        device_registry, (DOMAIN, format_id(link.device_id)), entry.entry_id
     ):
-        device_registry.async_update_device(device.id, model=describe.model, sw_version=describe.fw)
+        device_registry.async_update_device(
+            device.id, name=describe.name, model=describe.model, sw_version=describe.fw
+        )
 
 
 @callback
-def _async_raise_key_mismatch(
+def _async_remove_stale_entities(
     hass: HomeAssistant, entry: HomeSealConfigEntry, link: DeviceLink
 ) -> None:
+    """Remove the entities of this device that its fresh describe no longer lists."""
+    subentry_id = entry.runtime_data.subentries.get(link.device_id)
+    if subentry_id is None:
+        return
+    prefix = f"{format_id(link.device_id)}_"
+    keys = {info.key for info in link.entities}
+    registry = er.async_get(hass)
+    for entity in er.async_entries_for_config_entry(registry, entry.entry_id):
+        unique_id = entity.unique_id
+        if (
+            entity.config_subentry_id == subentry_id
+            and unique_id.startswith(prefix)
+            and unique_id[len(prefix) :] not in keys
+        ):
+            _LOGGER.info("Device %s no longer has %s: removing it", link.id_text, entity.entity_id)
+            registry.async_remove(entity.entity_id)
+
+
+@callback
+def _async_update_not_recognised(
+    hass: HomeAssistant, entry: HomeSealConfigEntry, link: DeviceLink
+) -> None:
+    """Raise (or clear) the repair issue of a device that keeps refusing this controller.
+
+    What HA can know: the device (or whoever answers for it) has refused every
+    handshake for a long while, although the relay reports it online. That is what a
+    reset device, or one paired with another Home Assistant, looks like; the relay or
+    the link could fake it too (an outage at worst: no key is ever accepted without
+    pairing), so the issue says so, as a warning, and offers pairing again."""
+    issue_id = not_recognised_issue_id(link.device_id)
+    if not link.not_recognised:
+        ir.async_delete_issue(hass, DOMAIN, issue_id)
+        return
     subentry_id = entry.runtime_data.subentries.get(link.device_id)
     subentry = entry.subentries.get(subentry_id or "")
-    title = subentry.title if subentry is not None else link.name
+    title = subentry.title if subentry is not None else link.id_text
     ir.async_create_issue(
         hass,
         DOMAIN,
-        key_mismatch_issue_id(link.device_id),
+        issue_id,
         is_fixable=True,
         is_persistent=False,
-        severity=ir.IssueSeverity.ERROR,
-        translation_key="key_mismatch",
-        translation_placeholders={"device": title, "device_id": link.name},
+        severity=ir.IssueSeverity.WARNING,
+        translation_key="not_recognised",
+        translation_placeholders={
+            "device": title,
+            "device_id": link.id_text,
+            "minutes": str(round(link.not_recognised_after / 60)),
+        },
         data={"entry_id": entry.entry_id, "subentry_id": subentry_id or ""},
     )
 
 
 async def _async_update_listener(hass: HomeAssistant, entry: HomeSealConfigEntry) -> None:
-    """Subentries changed: start links for new devices, unpair removed ones."""
+    """The entry changed. A new token (reauth), URL or TLS setting (reconfigure) starts
+    it over; added or removed subentries start links to new devices and unpair
+    removed ones in place."""
     runtime = entry.runtime_data
+    if connection_settings(entry.data) != runtime.settings:
+        hass.config_entries.async_schedule_reload(entry.entry_id)
+        return
     current = {
         subentry_id
         for subentry_id, subentry in entry.subentries.items()
@@ -204,14 +269,14 @@ async def _async_unpair(hass: HomeAssistant, entry: HomeSealConfigEntry, device_
     """Tell the device to forget us (if reachable), then release it at the relay."""
     runtime = entry.runtime_data
     name = format_id(device_id)
-    if (link := runtime.hub.links.get(device_id)) is not None:
+    if (link := runtime.controller.links.get(device_id)) is not None:
         try:
             await link.unpair(time_limit=UNPAIR_TIMEOUT)
         except DeviceError as err:
             _LOGGER.warning("Device %s did not confirm unpairing: %s", name, err)
-    runtime.hub.remove_device(device_id)
+    runtime.controller.remove_device(device_id)
     runtime.store.forget_device(name)
-    ir.async_delete_issue(hass, DOMAIN, key_mismatch_issue_id(device_id))
+    ir.async_delete_issue(hass, DOMAIN, not_recognised_issue_id(device_id))
     try:
         await runtime.api.remove_device(entry.data[CONF_TOKEN], device_id)
     except RelayApiError as err:
@@ -222,7 +287,7 @@ async def async_unload_entry(hass: HomeAssistant, entry: HomeSealConfigEntry) ->
     """Unload an entry; the background task is cancelled by the entry itself."""
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     if unloaded:
-        await entry.runtime_data.hub.close()
+        await entry.runtime_data.controller.close()
         await entry.runtime_data.store.async_flush()
     return unloaded
 

@@ -1,13 +1,13 @@
-"""Config flow for HomeSeal: relay account, reauth, reconfigure, and "Add device"."""
+"""Config flow for HomeSeal: the relay account (sign in or create), reauth,
+reconfigure, and "Add device" (pairing, a config subentry per device)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
-import voluptuous as vol
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigEntryState,
@@ -18,21 +18,35 @@ from homeassistant.config_entries import (
 )
 from homeassistant.const import CONF_PASSWORD, CONF_TOKEN, CONF_URL, CONF_USERNAME
 from homeassistant.core import callback
+from homeassistant.data_entry_flow import section
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
-    SelectSelector,
-    SelectSelectorConfig,
-    SelectSelectorMode,
     TextSelector,
     TextSelectorConfig,
     TextSelectorType,
 )
 
-from .client.api import (
+from .compat import vol
+from .const import (
+    CONF_CA_PEM,
+    CONF_DEVICE_ID,
+    CONF_DEVICE_KEY,
+    CONF_FINGERPRINT,
+    CONF_PASSWORD_CONFIRM,
+    CONF_SETUP_CODE,
+    CONF_SETUP_PAYLOAD,
+    DOMAIN,
+    SECTION_TLS,
+    SUBENTRY_DEVICE,
+)
+from .runtime import HomeSealConfigEntry, async_ssl_setting
+from .vendor.homeseal_protocol import (
     CannotConnect,
     InvalidCredentials,
     InvalidRelayUrl,
     InvalidUsername,
+    PairingError,
+    PairingFailure,
     RateLimited,
     RelayApi,
     RelayApiError,
@@ -40,96 +54,89 @@ from .client.api import (
     Unauthorized,
     UsernameTaken,
     WeakPassword,
+    format_id,
     normalize_url,
     parse_fingerprint,
+    parse_id,
+    parse_setup_payload,
+    validate_setup_code,
 )
-from .client.ids import format_id, parse_id, parse_setup_payload, validate_setup_code
-from .client.pairing_driver import (
-    PairingDeviceOffline,
-    PairingInProgress,
-    PairingNotPermitted,
-    PairingRateLimited,
-    PairingRejected,
-    PairingTimeout,
-)
-from .const import (
-    ACTION_CREATE,
-    ACTION_SIGN_IN,
-    CONF_ACCOUNT_ACTION,
-    CONF_CA_PEM,
-    CONF_DEVICE_ID,
-    CONF_DEVICE_KEY,
-    CONF_FINGERPRINT,
-    CONF_SETUP_CODE,
-    CONF_SETUP_PAYLOAD,
-    DOMAIN,
-    SUBENTRY_DEVICE,
-)
-from .runtime import HomeSealConfigEntry, async_ssl_setting
 
 _LOGGER = logging.getLogger(__name__)
 
-# PAIR_ERROR codes (PROTOCOL §5.2) → translated error keys.
-PAIR_ERRORS: dict[int, str] = {
-    1: "not_in_pairing_mode",
-    2: "wrong_code",
-    3: "locked_out",
-    4: "device_busy",
-    5: "pairing_failed",
-    6: "pairing_failed",
-    7: "pairing_failed",
-}
-
-_TLS_FIELDS: dict[vol.Marker, Any] = {
-    vol.Optional(CONF_CA_PEM): TextSelector(TextSelectorConfig(multiline=True)),
-    vol.Optional(CONF_FINGERPRINT): str,
-}
-
-USER_SCHEMA = vol.Schema(
+# Pairing failures whose cause the user cannot act on get one generic message; every
+# other PairingFailure value is its own translation key.
+_PAIRING_FAILED: Final = frozenset(
     {
-        vol.Required(CONF_URL): TextSelector(TextSelectorConfig(type=TextSelectorType.URL)),
+        PairingFailure.BAD_MESSAGE,
+        PairingFailure.IDENTITY_MISMATCH,
+        PairingFailure.UNSUPPORTED_VERSION,
+    }
+)
+# How long "Add device" waits for the attempt before showing a spinner. An offline or
+# mistyped device id is refused by the relay within milliseconds: the user gets the
+# error on the form at once, and there is no progress step for the frontend to miss.
+QUICK_RESULT_WAIT: Final = 1.0
+# A spinner once shown stays at least this long. HA's frontend subscribes to the
+# "progress done" event only after it has rendered the progress step; an attempt that
+# ended in the few milliseconds before (measured: 3 ms) left the spinner turning for ever.
+MIN_PROGRESS: Final = 1.0
+
+_URL_FIELD = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
+_PASSWORD = TextSelector(
+    TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="current-password")
+)
+_NEW_PASSWORD = TextSelector(
+    TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="new-password")
+)
+# A self-hosted relay's own CA or certificate pin: folded away, most users need neither.
+_TLS_SECTION = section(
+    vol.Schema(
+        {
+            vol.Optional(CONF_CA_PEM): TextSelector(TextSelectorConfig(multiline=True)),
+            vol.Optional(CONF_FINGERPRINT): str,
+        }
+    ),
+    {"collapsed": True},
+)
+
+SIGN_IN_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_URL): _URL_FIELD,
         vol.Required(CONF_USERNAME): TextSelector(
             TextSelectorConfig(type=TextSelectorType.TEXT, autocomplete="username")
         ),
-        vol.Required(CONF_PASSWORD): TextSelector(
-            TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="current-password")
-        ),
-        vol.Required(CONF_ACCOUNT_ACTION, default=ACTION_SIGN_IN): SelectSelector(
-            SelectSelectorConfig(
-                options=[ACTION_SIGN_IN, ACTION_CREATE],
-                mode=SelectSelectorMode.LIST,
-                translation_key=CONF_ACCOUNT_ACTION,
-            )
-        ),
-        **_TLS_FIELDS,
+        vol.Required(CONF_PASSWORD): _PASSWORD,
+        vol.Required(SECTION_TLS): _TLS_SECTION,
     }
 )
-REAUTH_SCHEMA = vol.Schema(
+CREATE_ACCOUNT_SCHEMA = vol.Schema(
     {
-        vol.Required(CONF_PASSWORD): TextSelector(
-            TextSelectorConfig(type=TextSelectorType.PASSWORD, autocomplete="current-password")
-        )
+        vol.Required(CONF_URL): _URL_FIELD,
+        vol.Required(CONF_USERNAME): TextSelector(
+            TextSelectorConfig(type=TextSelectorType.TEXT, autocomplete="username")
+        ),
+        vol.Required(CONF_PASSWORD): _NEW_PASSWORD,
+        vol.Required(CONF_PASSWORD_CONFIRM): _NEW_PASSWORD,
+        vol.Required(SECTION_TLS): _TLS_SECTION,
     }
 )
+REAUTH_SCHEMA = vol.Schema({vol.Required(CONF_PASSWORD): _PASSWORD})
 RECONFIGURE_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_URL): TextSelector(TextSelectorConfig(type=TextSelectorType.URL)),
-        **_TLS_FIELDS,
-    }
+    {vol.Required(CONF_URL): _URL_FIELD, vol.Required(SECTION_TLS): _TLS_SECTION}
 )
-DEVICE_SCHEMA = vol.Schema(
-    {
-        vol.Optional(CONF_SETUP_PAYLOAD): str,
-        vol.Optional(CONF_DEVICE_ID): str,
-        vol.Optional(CONF_SETUP_CODE): str,
-    }
-)
+QR_PAYLOAD_SCHEMA = vol.Schema({vol.Required(CONF_SETUP_PAYLOAD): str})
+MANUAL_SCHEMA = vol.Schema({vol.Required(CONF_DEVICE_ID): str, vol.Required(CONF_SETUP_CODE): str})
+
+_TLS_KEYS: Final = (CONF_CA_PEM, CONF_FINGERPRINT)
+_SECRET_FIELDS: Final = frozenset({CONF_PASSWORD, CONF_PASSWORD_CONFIRM})
 
 
 def _tls_data(user_input: Mapping[str, Any], errors: dict[str, str]) -> dict[str, str]:
     """The TLS part of the entry data, validated; errors go into `errors`."""
-    ca_pem = (user_input.get(CONF_CA_PEM) or "").strip()
-    fingerprint = (user_input.get(CONF_FINGERPRINT) or "").strip()
+    fields = user_input.get(SECTION_TLS) or {}
+    ca_pem = (fields.get(CONF_CA_PEM) or "").strip()
+    fingerprint = (fields.get(CONF_FINGERPRINT) or "").strip()
     data: dict[str, str] = {}
     if ca_pem and fingerprint:
         errors["base"] = "ca_and_fingerprint"
@@ -137,10 +144,10 @@ def _tls_data(user_input: Mapping[str, Any], errors: dict[str, str]) -> dict[str
         try:
             data[CONF_FINGERPRINT] = parse_fingerprint(fingerprint).hex()
         except ValueError:
-            errors[CONF_FINGERPRINT] = "invalid_fingerprint"
+            errors["base"] = "invalid_fingerprint"
     elif ca_pem:
         if "-----BEGIN CERTIFICATE-----" not in ca_pem:
-            errors[CONF_CA_PEM] = "invalid_ca"
+            errors["base"] = "invalid_ca"
         else:
             data[CONF_CA_PEM] = ca_pem
     return data
@@ -158,6 +165,11 @@ def _relay_data(
     return url, _tls_data(user_input, errors)
 
 
+def _suggested(user_input: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the user typed, to show again with the errors (never the passwords)."""
+    return {k: v for k, v in (user_input or {}).items() if k not in _SECRET_FIELDS}
+
+
 class HomeSealConfigFlow(ConfigFlow, domain=DOMAIN):
     """Sign in to (or create) a relay account."""
 
@@ -171,6 +183,46 @@ class HomeSealConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> dict[str, type[ConfigSubentryFlow]]:
         return {SUBENTRY_DEVICE: DeviceSubentryFlow}
 
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        return self.async_show_menu(step_id="user", menu_options=["sign_in", "create_account"])
+
+    async def async_step_sign_in(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        return await self._async_account_step("sign_in", SIGN_IN_SCHEMA, user_input)
+
+    async def async_step_create_account(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        return await self._async_account_step("create_account", CREATE_ACCOUNT_SCHEMA, user_input)
+
+    async def _async_account_step(
+        self, step_id: str, schema: vol.Schema, user_input: dict[str, Any] | None
+    ) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            create = step_id == "create_account"
+            username = user_input[CONF_USERNAME].strip().lower()
+            password: str = user_input[CONF_PASSWORD]
+            if create and user_input.get(CONF_PASSWORD_CONFIRM) != password:
+                errors[CONF_PASSWORD_CONFIRM] = "password_mismatch"
+            url, tls = _relay_data(user_input, errors)
+            if not errors and (relay := await self._async_api(url, tls, errors)):
+                api, relay_key = relay
+                await self.async_set_unique_id(f"{relay_key}_{username}")
+                self._abort_if_unique_id_configured()
+                token = await self._async_sign_in(api, username, password, create, errors)
+                if token is not None:
+                    return self.async_create_entry(
+                        title=f"{username} @ {api.base_url.removeprefix('https://')}",
+                        data={CONF_URL: url, CONF_USERNAME: username, CONF_TOKEN: token, **tls},
+                    )
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(schema, _suggested(user_input)),
+            errors=errors,
+        )
+
     async def _async_api(
         self, url: str, tls: Mapping[str, str], errors: dict[str, str]
     ) -> tuple[RelayApi, str] | None:
@@ -178,7 +230,7 @@ class HomeSealConfigFlow(ConfigFlow, domain=DOMAIN):
         try:
             ssl_setting = await async_ssl_setting(self.hass, tls)
         except ValueError:
-            errors[CONF_CA_PEM] = "invalid_ca"
+            errors["base"] = "invalid_ca"
             return None
         api = RelayApi(async_get_clientsession(self.hass), url, ssl_setting)
         try:
@@ -189,49 +241,22 @@ class HomeSealConfigFlow(ConfigFlow, domain=DOMAIN):
         except CannotConnect:
             errors["base"] = "cannot_connect"
             return None
-        except RelayApiError:
+        except RelayApiError:  # answered, but not as a HomeSeal relay would
             errors["base"] = "unknown"
             return None
         return api, info.relay_key.hex()[:32]
-
-    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            username = user_input[CONF_USERNAME].strip().lower()
-            password: str = user_input[CONF_PASSWORD]
-            url, tls = _relay_data(user_input, errors)
-            if not errors and (relay := await self._async_api(url, tls, errors)):
-                api, relay_key = relay
-                await self.async_set_unique_id(f"{relay_key}_{username}")
-                self._abort_if_unique_id_configured()
-                token = await self._async_sign_in(
-                    api, username, password, user_input[CONF_ACCOUNT_ACTION], errors
-                )
-                if token is not None:
-                    return self.async_create_entry(
-                        title=f"{username} @ {api.base_url.removeprefix('https://')}",
-                        data={CONF_URL: url, CONF_USERNAME: username, CONF_TOKEN: token, **tls},
-                    )
-        return self.async_show_form(
-            step_id="user",
-            data_schema=self.add_suggested_values_to_schema(
-                USER_SCHEMA,
-                {k: v for k, v in (user_input or {}).items() if k != CONF_PASSWORD},
-            ),
-            errors=errors,
-        )
 
     async def _async_sign_in(
         self,
         api: RelayApi,
         username: str,
         password: str,
-        action: str,
+        create: bool,
         errors: dict[str, str],
     ) -> str | None:
         """Create the account if asked, then log in; the password is never stored."""
         try:
-            if action == ACTION_CREATE:
+            if create:
                 await api.register(username, password)
             token = await api.login(username, password)
         except UsernameTaken:
@@ -254,6 +279,14 @@ class HomeSealConfigFlow(ConfigFlow, domain=DOMAIN):
             return token.token
         return None
 
+    def _async_update_and_finish(self, entry: ConfigEntry, **changes: Any) -> ConfigFlowResult:
+        """Store the new token or address and finish. A loaded entry's update listener
+        reloads it (HA 2026.6+ wants that, and 2026.12 requires it); an entry whose
+        setup failed has no listener, so it is reloaded here."""
+        if entry.update_listeners:
+            return self.async_update_and_abort(entry, **changes)
+        return self.async_update_reload_and_abort(entry, **changes)
+
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
         return await self.async_step_reauth_confirm()
 
@@ -267,10 +300,10 @@ class HomeSealConfigFlow(ConfigFlow, domain=DOMAIN):
         ):
             api, _ = relay
             token = await self._async_sign_in(
-                api, entry.data[CONF_USERNAME], user_input[CONF_PASSWORD], ACTION_SIGN_IN, errors
+                api, entry.data[CONF_USERNAME], user_input[CONF_PASSWORD], False, errors
             )
             if token is not None:
-                return self.async_update_reload_and_abort(entry, data_updates={CONF_TOKEN: token})
+                return self._async_update_and_finish(entry, data_updates={CONF_TOKEN: token})
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=REAUTH_SCHEMA,
@@ -303,18 +336,16 @@ class HomeSealConfigFlow(ConfigFlow, domain=DOMAIN):
                     errors["base"] = "cannot_connect"
                 else:
                     data = {k: v for k, v in entry.data.items() if k not in _TLS_KEYS}
-                    return self.async_update_reload_and_abort(
-                        entry, data={**data, CONF_URL: url, **tls}
-                    )
-        suggested = user_input or {k: entry.data.get(k) for k in (CONF_URL, *_TLS_KEYS)}
+                    return self._async_update_and_finish(entry, data={**data, CONF_URL: url, **tls})
+        suggested = user_input or {
+            CONF_URL: entry.data[CONF_URL],
+            SECTION_TLS: {k: entry.data[k] for k in _TLS_KEYS if k in entry.data},
+        }
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=self.add_suggested_values_to_schema(RECONFIGURE_SCHEMA, suggested),
             errors=errors,
         )
-
-
-_TLS_KEYS = (CONF_CA_PEM, CONF_FINGERPRINT)
 
 
 class DeviceSubentryFlow(ConfigSubentryFlow):
@@ -323,42 +354,61 @@ class DeviceSubentryFlow(ConfigSubentryFlow):
     def __init__(self) -> None:
         self._device_id: bytes | None = None
         self._setup_code: str | None = None
-        self._task: asyncio.Task[bytes] | None = None
+        # The form the attempt started from ("qr_payload" or "manual"), what was typed in
+        # it, and its errors and placeholders after a failed attempt.
+        self._form_step = "qr_payload"
+        self._last_input: dict[str, Any] = {}
         self._errors: dict[str, str] = {}
         self._placeholders: dict[str, str] = {}
+        self._task: asyncio.Task[bytes] | None = None
+        self._progress_task: asyncio.Task[None] | None = None
         self._device_key: bytes | None = None
 
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
         entry: HomeSealConfigEntry = self._get_entry()
         if entry.state is not ConfigEntryState.LOADED:
             return self.async_abort(reason="entry_not_loaded")
+        return self.async_show_menu(step_id="user", menu_options=["qr_payload", "manual"])
+
+    async def async_step_qr_payload(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Paste the text of the label's QR code."""
+        return await self._async_device_form("qr_payload", QR_PAYLOAD_SCHEMA, user_input)
+
+    async def async_step_manual(
+        self, user_input: dict[str, Any] | None = None
+    ) -> SubentryFlowResult:
+        """Type the device id and the setup code from the label."""
+        return await self._async_device_form("manual", MANUAL_SCHEMA, user_input)
+
+    async def _async_device_form(
+        self, step_id: str, schema: vol.Schema, user_input: dict[str, Any] | None
+    ) -> SubentryFlowResult:
         errors, self._errors = self._errors, {}
         placeholders, self._placeholders = self._placeholders, {}
-        if user_input is not None and self._parse(user_input, errors):
-            assert self._device_id is not None
-            unique_id = format_id(self._device_id)
-            if any(s.unique_id == unique_id for s in entry.subentries.values()):
-                return self.async_abort(reason="already_configured")
-            return await self.async_step_pair()
+        if user_input is not None:
+            self._form_step, self._last_input = step_id, dict(user_input)
+            if self._parse(user_input, errors):
+                assert self._device_id is not None
+                unique_id = format_id(self._device_id)
+                if any(s.unique_id == unique_id for s in self._get_entry().subentries.values()):
+                    return self.async_abort(reason="already_configured")
+                return await self.async_step_pair()
+        # After an error the form keeps what was typed (the user corrects a digit, not
+        # the whole label).
+        suggested = user_input if user_input is not None else self._last_input
         return self.async_show_form(
-            step_id="user",
-            data_schema=self.add_suggested_values_to_schema(
-                DEVICE_SCHEMA,
-                {
-                    k: v
-                    for k, v in (user_input or {}).items()
-                    if k not in (CONF_SETUP_CODE, CONF_SETUP_PAYLOAD)
-                },
-            ),
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
             errors=errors,
-            description_placeholders=placeholders or {"attempts_left": "?"},
+            description_placeholders=placeholders or None,
         )
 
     def _parse(self, user_input: Mapping[str, Any], errors: dict[str, str]) -> bool:
-        payload = (user_input.get(CONF_SETUP_PAYLOAD) or "").strip()
-        if payload:
+        if CONF_SETUP_PAYLOAD in user_input:
             try:
-                parsed = parse_setup_payload(payload)
+                parsed = parse_setup_payload(user_input[CONF_SETUP_PAYLOAD])
             except ValueError:
                 errors[CONF_SETUP_PAYLOAD] = "invalid_payload"
                 return False
@@ -375,49 +425,50 @@ class DeviceSubentryFlow(ConfigSubentryFlow):
         return not errors
 
     async def async_step_pair(self, user_input: dict[str, Any] | None = None) -> SubentryFlowResult:
-        entry: HomeSealConfigEntry = self._get_entry()
-        started = self._task is None
         if self._task is None:
             assert self._device_id is not None
             assert self._setup_code is not None
-            hub = entry.runtime_data.hub
+            controller = self._get_entry().runtime_data.controller
             self._task = self.hass.async_create_task(
-                hub.pair(self._device_id, self._setup_code), "homeseal pairing"
+                controller.pair(self._device_id, self._setup_code), "homeseal pairing"
             )
-        # Always show progress first, even if the task already ended (it can fail at
-        # once): "progress done" straight from the form would re-run the form's input.
-        if started or not self._task.done():
+            done, _ = await asyncio.wait({self._task}, timeout=QUICK_RESULT_WAIT)
+            if done:
+                return await self._async_attempt_ended(progress_shown=False)
+            self._progress_task = self.hass.async_create_task(
+                _at_least(MIN_PROGRESS, self._task), "homeseal pairing progress"
+            )
+        assert self._progress_task is not None
+        if not self._progress_task.done():
             return self.async_show_progress(
                 step_id="pair",
                 progress_action="pairing",
-                progress_task=self._task,
+                progress_task=self._progress_task,
                 description_placeholders={"device_id": format_id(self._device_id or b"")},
             )
-        task, self._task = self._task, None
+        return await self._async_attempt_ended(progress_shown=True)
+
+    async def _async_attempt_ended(self, *, progress_shown: bool) -> SubentryFlowResult:
+        task, self._task, self._progress_task = self._task, None, None
+        assert task is not None
         self._setup_code = None  # one attempt per code entry; never kept longer
         try:
             self._device_key = task.result()
-        except PairingRejected as err:
-            self._errors["base"] = PAIR_ERRORS.get(err.code, "pairing_failed")
-            if self._errors["base"] == "wrong_code" and err.attempts_left is not None:
-                self._errors["base"] = "wrong_code_attempts"
+        except PairingError as err:
+            self._errors["base"] = _pairing_error_key(err)
+            if err.attempts_left is not None and err.failure is PairingFailure.WRONG_CODE:
                 self._placeholders = {"attempts_left": str(err.attempts_left)}
-        except PairingDeviceOffline:
-            self._errors["base"] = "device_offline"
-        except PairingRateLimited:
-            self._errors["base"] = "rate_limited"
-        except PairingNotPermitted:
-            self._errors["base"] = "not_permitted"
-        except PairingTimeout:
-            self._errors["base"] = "timeout"
-        except PairingInProgress:
-            self._errors["base"] = "pairing_in_progress"
         except Exception:
             _LOGGER.exception("Unexpected pairing failure")
             self._errors["base"] = "pairing_failed"
-        if self._errors:
-            return self.async_show_progress_done(next_step_id="user")
-        return self.async_show_progress_done(next_step_id="finish")
+        next_step = self._form_step if self._errors else "finish"
+        if progress_shown:
+            return self.async_show_progress_done(next_step_id=next_step)
+        if next_step == "finish":
+            return await self.async_step_finish()
+        if next_step == "manual":
+            return await self.async_step_manual()
+        return await self.async_step_qr_payload()
 
     async def async_step_finish(
         self, user_input: dict[str, Any] | None = None
@@ -425,8 +476,30 @@ class DeviceSubentryFlow(ConfigSubentryFlow):
         assert self._device_id is not None
         assert self._device_key is not None
         device = format_id(self._device_id)
+        # The device's own name replaces this title once it has described itself.
         return self.async_create_entry(
             title=f"HomeSeal {device}",
             data={CONF_DEVICE_ID: device, CONF_DEVICE_KEY: self._device_key.hex()},
             unique_id=device,
         )
+
+    @callback
+    def async_remove(self) -> None:
+        """The flow was closed: stop its pairing attempt (the device counts it anyway)."""
+        for task in (self._progress_task, self._task):
+            if task is not None:
+                task.cancel()
+
+
+async def _at_least(seconds: float, task: asyncio.Task[Any]) -> None:
+    """Wait for `task` (whatever its outcome) and for at least `seconds`."""
+    await asyncio.gather(asyncio.wait({task}), asyncio.sleep(seconds))
+
+
+def _pairing_error_key(err: PairingError) -> str:
+    """The translation key of the form error for a failed pairing attempt."""
+    if err.failure in _PAIRING_FAILED:
+        return "pairing_failed"
+    if err.failure is PairingFailure.WRONG_CODE and err.attempts_left is not None:
+        return "wrong_code_attempts"
+    return str(err.failure)

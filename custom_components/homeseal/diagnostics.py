@@ -9,11 +9,9 @@ from homeassistant.const import CONF_PASSWORD, CONF_TOKEN, CONF_USERNAME
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.device_registry import DeviceEntry
 
-from .client.devices import DeviceLink
-from .client.ids import format_id
-from .client.messages import LightState
 from .const import CONF_CA_PEM, CONF_DEVICE_KEY, CONF_SETUP_CODE, CONF_SETUP_PAYLOAD, DOMAIN
 from .runtime import HomeSealConfigEntry
+from .vendor.homeseal_protocol import DeviceLink, LightState, format_id
 
 TO_REDACT = {
     CONF_TOKEN,
@@ -32,11 +30,12 @@ TO_REDACT = {
 def _link(link: DeviceLink) -> dict[str, Any]:
     describe = link.describe
     return {
-        "device_id": link.name,
+        "device_id": link.id_text,
         "state": link.state.value,
         "available": link.available,
         "handshakes": link.handshakes,
-        "key_mismatch": link.presented_key is not None,
+        "not_recognised": link.not_recognised,
+        "refused_since": link.refused_since,
         "firmware": describe.fw if describe else None,
         "model": describe.model if describe else None,
         "entities": [
@@ -53,25 +52,25 @@ def _link(link: DeviceLink) -> dict[str, Any]:
 async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: HomeSealConfigEntry
 ) -> dict[str, Any]:
-    hub = entry.runtime_data.hub
+    controller = entry.runtime_data.controller
     return {
         "entry": async_redact_data(entry.as_dict(), TO_REDACT),
         "relay": {
-            "connected": hub.connected,
-            "reconnect_attempt": hub.connection.attempt,
-            "last_error": hub.connection.last_error,
-            "controller_id": format_id(hub.controller_id),
-            "frames_dropped": hub.frames_dropped,
+            "connected": controller.connected,
+            "reconnect_attempt": controller.connection.attempt,
+            "last_error": controller.connection.last_error,
+            "controller_id": format_id(controller.controller_id),
+            "frames_dropped": controller.frames_dropped,
         },
-        "devices": [_link(link) for link in hub.links.values()],
+        "devices": [_link(link) for link in controller.links.values()],
     }
 
 
 async def async_get_device_diagnostics(
     hass: HomeAssistant, entry: HomeSealConfigEntry, device: DeviceEntry
 ) -> dict[str, Any]:
-    hub = entry.runtime_data.hub
-    for link in hub.links.values():
-        if (DOMAIN, link.name) in device.identifiers:
-            return {"relay_connected": hub.connected, "device": _link(link)}
-    return {"relay_connected": hub.connected, "device": None}
+    controller = entry.runtime_data.controller
+    for link in controller.links.values():
+        if (DOMAIN, link.id_text) in device.identifiers:
+            return {"relay_connected": controller.connected, "device": _link(link)}
+    return {"relay_connected": controller.connected, "device": None}

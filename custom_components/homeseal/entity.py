@@ -4,26 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .client.devices import (
+from .compat import device_info
+from .const import DOMAIN, signal_new_entities
+from .runtime import HomeSealConfigEntry
+from .vendor.homeseal_protocol import (
     CommandRejected,
     CommandTimeout,
     DeviceLink,
     DeviceOffline,
-    KeyMismatch,
+    EntityInfo,
+    EntityKind,
+    NotRecognised,
+    StateValue,
+    format_id,
 )
-from .client.ids import format_id
-from .client.messages import EntityInfo, EntityKind, StateValue
-from .const import DOMAIN, signal_new_entities
-from .runtime import HomeSealConfigEntry
 
 
 class HomeSealEntity(Entity):
@@ -37,17 +40,22 @@ class HomeSealEntity(Entity):
         self._info = info
         device = format_id(link.device_id)
         self._attr_unique_id = f"{device}_{info.key}"
-        self._attr_translation_key = info.kind
-        self._attr_translation_placeholders = {"name": info.name}
+        # The name the user gave the entity in the device's config.json: HA cannot
+        # translate it. The translation key (the kind) only selects the icon
+        # (icons.json) of an entity without a device class.
+        self._attr_name = info.name
+        if info.device_class is None:
+            self._attr_translation_key = info.kind
         describe = link.describe
-        self._attr_device_info = DeviceInfo(
+        self._attr_device_info = device_info(
+            entry.runtime_data.account_device,
+            (DOMAIN, entry.entry_id),
             identifiers={(DOMAIN, device)},
             name=describe.name if describe else device,
             manufacturer="HomeSeal",
             model=describe.model if describe else None,
             sw_version=describe.fw if describe else None,
             serial_number=device,
-            via_device=(DOMAIN, entry.entry_id),
         )
 
     @property
@@ -71,14 +79,14 @@ class HomeSealEntity(Entity):
         describe = self._link.describe
         placeholders = {
             "entity": self._info.name,
-            "device": describe.name if describe else self._link.name,
+            "device": describe.name if describe else self._link.id_text,
         }
         try:
             await self._link.command(self._info.key, action, **fields)
-        except KeyMismatch as err:
+        except NotRecognised as err:
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
-                translation_key="key_mismatch",
+                translation_key="not_recognised",
                 translation_placeholders=placeholders,
             ) from err
         except DeviceOffline as err:
@@ -129,7 +137,7 @@ def async_setup_kind(
     def add_new() -> None:
         runtime = entry.runtime_data
         for device_id, subentry_id in runtime.subentries.items():
-            link = runtime.hub.links.get(device_id)
+            link = runtime.controller.links.get(device_id)
             if link is None:
                 continue
             # Keyed by subentry too: a device removed and paired again gets new entities.
@@ -139,8 +147,13 @@ def async_setup_kind(
                 for info in link.entities
                 if info.kind == kind and prefix + info.key not in added
             ]
+            for entity in new:
+                key = prefix + entity._info.key
+                added.add(key)
+                # A device that stops describing the entity has it removed (see
+                # __init__.py); describing it again later adds it anew.
+                entity.async_on_remove(partial(added.discard, key))
             if new:
-                added.update(prefix + e._info.key for e in new)
                 async_add_entities(new, config_subentry_id=subentry_id)
 
     add_new()

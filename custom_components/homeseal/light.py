@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.components.light import ATTR_BRIGHTNESS, LightEntity
+from homeassistant.components.light import LightEntity
 from homeassistant.components.light.const import ColorMode
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .client.messages import LightState
+from .compat import ATTR_BRIGHTNESS
 from .entity import HomeSealEntity, async_setup_kind
 from .runtime import HomeSealConfigEntry
+from .vendor.homeseal_protocol import LightState
 
 PARALLEL_UPDATES = 0
 

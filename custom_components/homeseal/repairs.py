@@ -1,16 +1,19 @@
-"""Repairs: a device that presented a different static key.
+"""Repairs: a device that keeps refusing this Home Assistant (it was reset or paired
+elsewhere).
 
-The key is never accepted. The only fix offered is to remove the device, after which
-the user can pair it again with its setup code (which pins the new key knowingly).
+No key is ever pinned without pairing. The fix offered is to remove the device, after
+which the user pairs it again with its setup code.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from homeassistant import data_entry_flow
 from homeassistant.components.repairs import ConfirmRepairFlow, RepairsFlow
 from homeassistant.core import HomeAssistant
+
+if TYPE_CHECKING:
+    from .compat import RepairsFlowResult
 
 
 class RemoveDeviceRepairFlow(ConfirmRepairFlow):
@@ -23,7 +26,7 @@ class RemoveDeviceRepairFlow(ConfirmRepairFlow):
 
     async def async_step_confirm(
         self, user_input: dict[str, str] | None = None
-    ) -> data_entry_flow.FlowResult:
+    ) -> RepairsFlowResult:
         if user_input is not None:
             entry = self.hass.config_entries.async_get_entry(self._entry_id)
             if entry is not None and self._subentry_id in entry.subentries:

@@ -8,26 +8,44 @@ from typing import Any
 
 import aiohttp
 from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import CONF_TOKEN, CONF_URL
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.device_registry import DeviceEntry
 
-from .client.api import RelayApi, SslSetting, build_ssl_context, parse_fingerprint
-from .client.hub import Hub
 from .const import CONF_CA_PEM, CONF_FINGERPRINT
 from .store import ControllerStore
+from .vendor.homeseal_protocol import (
+    Controller,
+    RelayApi,
+    SslSetting,
+    build_ssl_context,
+    parse_fingerprint,
+)
 
 
 @dataclass
 class HomeSealRuntimeData:
-    """What a loaded entry holds: the relay API, the hub and its storage."""
+    """What a loaded entry holds: the relay API, the controller and its storage."""
 
     api: RelayApi
-    hub: Hub
+    controller: Controller
     store: ControllerStore
+    # The relay account's device in HA's registry; paired devices are connected via it.
+    account_device: DeviceEntry
+    # What the connection was set up with (connection_settings); another value means reload.
+    settings: Mapping[str, Any]
     # device id (bytes) -> subentry id, for the devices this entry manages now
     subentries: dict[bytes, str] = field(default_factory=dict)
 
 
 type HomeSealConfigEntry = ConfigEntry[HomeSealRuntimeData]
+
+# The entry data a live connection depends on: any change needs a new connection.
+CONNECTION_KEYS = (CONF_URL, CONF_TOKEN, CONF_CA_PEM, CONF_FINGERPRINT)
+
+
+def connection_settings(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: data.get(key) for key in CONNECTION_KEYS}
 
 
 async def async_ssl_setting(hass: HomeAssistant, data: Mapping[str, Any]) -> SslSetting:

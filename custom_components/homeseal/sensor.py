@@ -6,10 +6,9 @@ from homeassistant.components.sensor import SensorDeviceClass, SensorEntity, Sen
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .client.devices import DeviceLink
-from .client.messages import EntityInfo
 from .entity import HomeSealEntity, async_setup_kind, enum_or_none
 from .runtime import HomeSealConfigEntry
+from .vendor.homeseal_protocol import DeviceLink, EntityInfo
 
 PARALLEL_UPDATES = 0
 

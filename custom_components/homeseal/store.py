@@ -9,9 +9,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.storage import Store
 
-from .client.hub import private_bytes
-from .client.messages import Describe, encode, parse_device_message
 from .const import DOMAIN, STORAGE_VERSION
+from .vendor.homeseal_protocol import Describe, generate_private_key, private_bytes
+from .vendor.homeseal_protocol.messages import encode, parse_device_message
 
 SAVE_DELAY = 10
 
@@ -34,7 +34,7 @@ class ControllerStore:
         """Load, creating and saving the controller key on first use."""
         self._data = await self._store.async_load() or {}
         if "controller_key" not in self._data:
-            self._data["controller_key"] = private_bytes(X25519PrivateKey.generate()).hex()
+            self._data["controller_key"] = private_bytes(generate_private_key()).hex()
             await self._store.async_save(self._data)
         return X25519PrivateKey.from_private_bytes(bytes.fromhex(self._data["controller_key"]))
 

@@ -5,7 +5,7 @@
 import binascii
 import json
 
-from homeseal.errors import ConfigError  # noqa: F401  (re-exported)
+from homeseal.errors import ConfigError  # also config.ConfigError
 
 KINDS = ("switch", "light", "sensor", "binary_sensor", "button")
 _TOP = ("name", "model", "wifi", "relay", "pairing_button", "state_interval", "entities")
@@ -13,13 +13,21 @@ _COMMON = ("key", "kind", "name")
 _EXTRA = {
     "switch": ("pin", "inverted"),
     "light": ("pin", "inverted", "freq"),
-    "sensor": ("source", "pin", "scale", "offset", "precision", "interval", "device_class", "unit", "state_class"),
+    "sensor": (
+        "source",
+        "pin",
+        "scale",
+        "offset",
+        "precision",
+        "interval",
+        "device_class",
+        "unit",
+        "state_class",
+    ),
     "binary_sensor": ("pin", "inverted", "debounce_ms", "device_class"),
     "button": ("pin", "inverted", "pulse_ms"),
 }
 MAX_ENTITIES = 24
-
-
 
 
 def _obj(v, field):
@@ -144,9 +152,19 @@ def _relay(d):
     _only(d, ("url", "ca", "relay_key"), "relay")
     url = _str(d, "url", "relay", hi=256)
     tls, host, port, path = parse_url(url)
-    out = {"url": url, "tls": tls, "host": host, "port": port, "path": path, "ca": None, "relay_key": None}
+    out = {
+        "url": url,
+        "tls": tls,
+        "host": host,
+        "port": port,
+        "path": path,
+        "ca": None,
+        "relay_key": None,
+    }
     if tls and not _tls_available():
-        raise ConfigError("relay.url", "wss:// needs TLS, and this MicroPython build has no tls/ssl module")
+        raise ConfigError(
+            "relay.url", "wss:// needs TLS, and this MicroPython build has no tls/ssl module"
+        )
     if "ca" in d:
         ca = _str(d, "ca", "relay", hi=128)
         try:
@@ -156,7 +174,9 @@ def _relay(d):
             raise ConfigError("relay.ca", "cannot read the CA file " + ca)
         out["ca"] = ca
     elif tls:
-        raise ConfigError("relay.ca", "is required for wss:// (the relay's certificate is always verified)")
+        raise ConfigError(
+            "relay.ca", "is required for wss:// (the relay's certificate is always verified)"
+        )
     if "relay_key" in d:
         k = d["relay_key"]
         try:
@@ -226,7 +246,10 @@ def validate(d):
     if "wifi" in d:
         w = _obj(d["wifi"], "wifi")
         _only(w, ("ssid", "password"), "wifi")
-        cfg["wifi"] = {"ssid": _str(w, "ssid", "wifi", hi=32), "password": _str(w, "password", "wifi", default="", lo=0)}
+        cfg["wifi"] = {
+            "ssid": _str(w, "ssid", "wifi", hi=32),
+            "password": _str(w, "password", "wifi", default="", lo=0),
+        }
     pins = []
     if "pairing_button" in d:
         b = _obj(d["pairing_button"], "pairing_button")
@@ -238,7 +261,9 @@ def validate(d):
             "factory_reset_ms": _int(b, "factory_reset_ms", "pairing_button", 15000, 200, 120000),
         }
         if pb["factory_reset_ms"] <= pb["long_press_ms"]:
-            raise ConfigError("pairing_button.factory_reset_ms", "must be longer than long_press_ms")
+            raise ConfigError(
+                "pairing_button.factory_reset_ms", "must be longer than long_press_ms"
+            )
         pins.append(pb["pin"])
         cfg["pairing_button"] = pb
     ents = d.get("entities", [])

@@ -212,7 +212,13 @@ class Button(Entity):
             self._busy = False
 
 
-_CLASSES = {"switch": Switch, "light": Light, "sensor": Sensor, "binary_sensor": BinarySensor, "button": Button}
+_CLASSES = {
+    "switch": Switch,
+    "light": Light,
+    "sensor": Sensor,
+    "binary_sensor": BinarySensor,
+    "button": Button,
+}
 
 
 class PairingButton:
@@ -254,7 +260,10 @@ class Entities:
                 self.all.append(_CLASSES[c["kind"]](c, hw))
             except Exception as e:
                 # e.g. a pin this board does not have: name the field, stop cleanly.
-                raise ConfigError("entities[%d].pin" % i, "cannot set up %s pin %s: %s" % (c["kind"], c.get("pin"), e))
+                raise ConfigError(
+                    "entities[%d].pin" % i,
+                    "cannot set up %s pin %s: %s" % (c["kind"], c.get("pin"), e),
+                )
         self._by_key = {}
         for e in self.all:
             self._by_key[e.key] = e

@@ -72,6 +72,15 @@ class Input:
         return self._p.value()
 
 
+def power_on_boot():
+    """True when this boot followed a power-on or the reset pin; False after a
+    watchdog, a crash or a soft reset (which nobody needs to be present for)."""
+    cause = getattr(machine, "reset_cause", None)
+    if cause is None:
+        return True
+    return cause() in (machine.PWRON_RESET, machine.HARD_RESET)
+
+
 async def network_up(wifi, log):
     """Join the configured Wi-Fi (if any) and wait until it has an address."""
     if not wifi:

@@ -76,6 +76,11 @@ class Input:
         return PINS[self._n]
 
 
+def power_on_boot():
+    # A process start on the unix port is the simulated device's power-on.
+    return True
+
+
 async def network_up(wifi, log):
     return
 
@@ -121,7 +126,11 @@ async def _client(reader, writer):
                 line, buf = buf.split(b"\n", 1)
                 try:
                     req = json.loads(line)
-                    resp = _handle(req) if type(req) is dict else {"ok": False, "error": "not an object"}
+                    resp = (
+                        _handle(req)
+                        if type(req) is dict
+                        else {"ok": False, "error": "not an object"}
+                    )
                 except ValueError:
                     resp = {"ok": False, "error": "bad json"}
                 writer.write(json.dumps(resp).encode() + b"\n")

@@ -4,7 +4,7 @@
 # HandshakeState, with the spec's functions in snake_case (MixKey -> mix_key,
 # EncryptAndHash -> encrypt_and_hash, WriteMessage -> write_message, ...).
 # Every pattern of the specification's sections 7.4, 7.5 and 18 (one-way,
-# interactive, deferred) is in the table below, with any `pskN` modifiers.
+# interactive, deferred) is supported, with any `pskN` modifiers.
 # Out-of-order calls raise RuntimeError; bad data (a failed decryption, a
 # short message, a DH to a low-order point) raises ValueError and ends the
 # handshake.
@@ -24,56 +24,17 @@ _SUFFIX = "_25519_ChaChaPoly_SHA256"
 _ZERO32 = bytes(32)
 _EMPTY = b""
 
-# Pattern table: "initiator pre-message|responder pre-message|message 1|message 2|...".
-# Messages alternate, the first one from the initiator (->).
-_PATTERNS = {
-    # One-way (7.4)
-    "N": "|s|e es",
-    "K": "s|s|e es ss",
-    "X": "|s|e es s ss",
-    # Interactive fundamental (7.5)
-    "NN": "||e|e ee",
-    "NK": "|s|e es|e ee",
-    "NX": "||e|e ee s es",
-    "XN": "||e|e ee|s se",
-    "XK": "|s|e es|e ee|s se",
-    "XX": "||e|e ee s es|s se",
-    "KN": "s||e|e ee se",
-    "KK": "s|s|e es ss|e ee se",
-    "KX": "s||e|e ee se s es",
-    "IN": "||e s|e ee se",
-    "IK": "|s|e es s ss|e ee se",
-    "IX": "||e s|e ee se s es",
-    # Deferred (18.2)
-    "NK1": "|s|e|e ee es",
-    "NX1": "||e|e ee s|es",
-    "X1N": "||e|e ee|s|se",
-    "X1K": "|s|e es|e ee|s|se",
-    "XK1": "|s|e|e ee es|s se",
-    "X1K1": "|s|e|e ee es|s|se",
-    "X1X": "||e|e ee s es|s|se",
-    "XX1": "||e|e ee s|es s se",
-    "X1X1": "||e|e ee s|es s|se",
-    "K1N": "s||e|e ee|se",
-    "K1K": "s|s|e es|e ee|se",
-    "KK1": "s|s|e|e ee se es",
-    "K1K1": "s|s|e|e ee es|se",
-    "K1X": "s||e|e ee s es|se",
-    "KX1": "s||e|e ee se s|es",
-    "K1X1": "s||e|e ee s|se es",
-    "I1N": "||e s|e ee|se",
-    "I1K": "|s|e es s|e ee|se",
-    "IK1": "|s|e s|e ee se es",
-    "I1K1": "|s|e s|e ee es|se",
-    "I1X": "||e s|e ee s es|se",
-    "IX1": "||e s|e ee se s|es",
-    "I1X1": "||e s|e ee s|se es",
-}
+# Patterns are written "initiator pre-message|responder pre-message|message 1|
+# message 2|..."; messages alternate, the first one from the initiator (->).
+# The device speaks KK only. Every other pattern of the specification is in
+# noise_patterns.py, imported the first time one is asked for: the whole table
+# held ~3.5 KB of RAM at rest on the unix port.
+_KK = "s|s|e es ss|e ee se"
 _ONE_WAY = ("N", "K", "X")
 
 
 def parse_protocol_name(name):
-    """"Noise_KKpsk2_25519_ChaChaPoly_SHA256" -> (pre_i, pre_r, messages, one_way).
+    """ "Noise_KKpsk2_25519_ChaChaPoly_SHA256" -> (pre_i, pre_r, messages, one_way).
 
     pre_i / pre_r are token lists; messages is a list of token lists."""
     if not name.startswith("Noise_") or not name.endswith(_SUFFIX):
@@ -85,7 +46,12 @@ def parse_protocol_name(name):
     if i > 0:
         base = pattern[:i]
         mods = pattern[i:].split("+")
-    spec = _PATTERNS.get(base)
+    if base == "KK":
+        spec = _KK
+    else:
+        from homeseal import noise_patterns
+
+        spec = noise_patterns.PATTERNS.get(base)
     if spec is None:
         raise ValueError("unknown Noise pattern: " + pattern)
     parts = [p.split() for p in spec.split("|")]
@@ -159,12 +125,13 @@ class CipherState:
         # ChaChaPoly nonce: 32 bits of zeros, then n as 64-bit little-endian.
         return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")
 
-    def encrypt_with_ad(self, ad, plaintext):
+    def encrypt_with_ad(self, ad, plaintext, head=b""):
+        """EncryptWithAd; a `head` comes first in the same buffer (chachapoly.encrypt)."""
         if self.k is None:
-            return bytes(plaintext)
+            return bytes(head) + bytes(plaintext)
         if self.n >= MAX_NONCE:
             raise ValueError("Noise nonce exhausted")
-        out = chachapoly.encrypt(self.k, self._nonce(self.n), ad, plaintext)
+        out = chachapoly.encrypt(self.k, self._nonce(self.n), ad, plaintext, head)
         self.n += 1
         return out
 
@@ -188,10 +155,7 @@ class SymmetricState:
     def __init__(self, protocol_name):
         # InitializeSymmetric
         name = protocol_name.encode() if isinstance(protocol_name, str) else bytes(protocol_name)
-        if len(name) <= HASHLEN:
-            h = name + bytes(HASHLEN - len(name))
-        else:
-            h = sha256(name).digest()
+        h = name + bytes(HASHLEN - len(name)) if len(name) <= HASHLEN else sha256(name).digest()
         self.ck = h
         self.h = h
         self.cipher = CipherState()
@@ -234,7 +198,7 @@ class HandshakeState:
     s and e are key pairs (private, public) or bare 32-byte private keys; rs and re
     are 32-byte public keys; psks a list of 32-byte keys in the order the pattern
     uses them. When the last handshake message has been written or read,
-    `complete` is True and split() gives the transport CipherStates (c1, c2).
+    `finished` is True and split() gives the transport CipherStates (c1, c2).
 
     Two explicit precomputations keep X25519 off the critical path (each X25519 is
     most of a handshake's time on a board): `e` generated before the peer's message
@@ -292,15 +256,15 @@ class HandshakeState:
                     self.symmetric_state.mix_key(key)  # section 9.2: every "e" in a PSK handshake
         self._index = 0
         self._failed = False
-        self.complete = False
+        self.finished = False
         self._split = None
         self._h = None
 
     def _check_turn(self, writing):
         if self._failed:
             raise RuntimeError("Noise handshake already failed")
-        if self.complete:
-            raise RuntimeError("Noise handshake already complete")
+        if self.finished:
+            raise RuntimeError("Noise handshake already finished")
         initiator_turn = self._index % 2 == 0
         if writing != (initiator_turn == self.initiator):
             raise RuntimeError("Noise handshake: not this party's turn")
@@ -327,7 +291,7 @@ class HandshakeState:
     def _advance(self):
         self._index += 1
         if self._index == len(self._messages):
-            self.complete = True
+            self.finished = True
             self._h = self.symmetric_state.get_handshake_hash()
             self._split = self.symmetric_state.split()
             # The handshake's secrets are no longer needed.
@@ -412,14 +376,14 @@ class HandshakeState:
         return payload
 
     def get_handshake_hash(self):
-        if not self.complete:
-            raise RuntimeError("Noise handshake not complete")
+        if not self.finished:
+            raise RuntimeError("Noise handshake not finished")
         return self._h
 
     def split(self):
         """(c1, c2): c1 encrypts initiator -> responder, c2 responder -> initiator."""
-        if not self.complete:
-            raise RuntimeError("Noise handshake not complete")
+        if not self.finished:
+            raise RuntimeError("Noise handshake not finished")
         return self._split
 
     def transport(self):

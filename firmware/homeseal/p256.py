@@ -233,7 +233,7 @@ _base = None
 
 def mul_base(k):
     """k * G (Jacobian), with G's comb table (~9 KB) built on first use and kept."""
-    global _base
+    global _base  # noqa: PLW0603  (a module-level cache: no object to hold it)
     if _base is None:
         _base = Comb(G, 5)
     return _base.mul(k)
@@ -241,7 +241,7 @@ def mul_base(k):
 
 def release_base():
     """Drop G's comb table (e.g. when pairing is over); the next mul_base rebuilds it."""
-    global _base
+    global _base  # noqa: PLW0603  (see mul_base)
     _base = None
 
 

@@ -1,5 +1,5 @@
-# The device's connection to the relay (PROTOCOL.md §2–§4): websocket,
-# challenge–response authentication with the static key, heartbeats, and
+# The device's connection to the relay (PROTOCOL.md §2-§4): websocket,
+# challenge-response authentication with the static key, heartbeats, and
 # reconnection with jittered exponential backoff. Frames after AUTH_OK go to
 # the device through `on_frame(type, peer, payload)`. CLAIM and RELEASE go out
 # authenticated under the connection's control key k_ctl (§4.1).
@@ -24,6 +24,11 @@ _DEAD_MS = const(50000)  # give up on a connection this long without a byte
 _STALL_MS = const(20000)  # a send that cannot drain for this long means a dead link
 _STABLE_MS = const(30000)  # a connection that lived this long resets the backoff
 _BACKOFF_CAP_MS = const(60000)
+# The cap once the relay answered (TCP, websocket upgrade and AUTH_CHALLENGE
+# worked) and the link failed after that: the relay is there, and what failed
+# may be a link attacker's garbling (an AUTH frame with a flipped bit, an
+# injected frame), which must not keep the device away for long once it stops.
+_ANSWERED_CAP_MS = const(5000)
 
 CLOSE_PROTOCOL_ERROR = const(4000)
 
@@ -32,9 +37,11 @@ class AuthError(Exception):
     pass
 
 
-def backoff_ms(attempt):
-    """A delay drawn uniformly from [0, min(60 s, 1 s * 2^attempt)] (§2.1)."""
-    cap = _BACKOFF_CAP_MS if attempt >= 6 else min(_BACKOFF_CAP_MS, 1000 << attempt)
+def backoff_ms(attempt, answered=False):
+    """A delay drawn uniformly from [0, min(cap, 1 s * 2^attempt)] (§2.1): cap
+    60 s, or 5 s when the relay answered before the link failed."""
+    cap = _ANSWERED_CAP_MS if answered else _BACKOFF_CAP_MS
+    cap = cap if attempt >= 6 else min(cap, 1000 << attempt)
     return int.from_bytes(os.urandom(4), "big") % (cap + 1)
 
 
@@ -77,8 +84,8 @@ def _ca_certs(data):
 
     certs = []
     b64 = None
-    for line in data.split(b"\n"):
-        line = line.strip()
+    for raw in data.split(b"\n"):
+        line = raw.strip()
         if line.startswith(b"-----BEGIN"):
             b64 = []
         elif line.startswith(b"-----END"):
@@ -133,6 +140,7 @@ class Relay:
         self.connected = False
         self.connects = 0  # successful authentications, for logs and tests
         self.connect_started = 0  # ticks when the current connection's TCP connect began
+        self._answered = False  # the current connection got its AUTH_CHALLENGE
         self._dead = False
         self._bufs = bufs or ws.Buffers(envelope.MAX_FRAME)
         # Per connection (§4.1): the control key and the seq of the last control frame.
@@ -185,7 +193,7 @@ class Relay:
                 attempt = 0
             # Always the capped backoff, after 4001 too: one flipped bit on a ws://
             # link must not take the device offline for long (§2.1).
-            delay = backoff_ms(attempt)
+            delay = backoff_ms(attempt, self._answered)
             attempt = min(attempt + 1, 16)
             self._log("relay reconnect in %d ms (close %d)" % (delay, code))
             await asyncio.sleep_ms(delay)
@@ -194,12 +202,15 @@ class Relay:
         """One connection, from TCP connect to its end; returns the close code."""
         c = self._cfg
         code = ws.CLOSE_ABNORMAL
+        self._answered = False
         self.connect_started = t0 = time.ticks_ms()
         try:
             if c["tls"] and self._ssl is None:
                 self._ssl = _ssl_context(c["ca"])
             gc.collect()
-            self.ws = await ws.connect(c["host"], c["port"], c["path"], SUBPROTOCOL, self._bufs, self._ssl)
+            self.ws = await ws.connect(
+                c["host"], c["port"], c["path"], SUBPROTOCOL, self._bufs, self._ssl
+            )
         except (OSError, ws.WSError) as e:
             self._log("relay connect failed: %s" % e)
             return code
@@ -209,7 +220,10 @@ class Relay:
             claimed = await asyncio.wait_for_ms(self._authenticate(w), _AUTH_TIMEOUT_MS)
             self.connected = True
             self.connects += 1
-            self._log("relay connected claimed=%d (%d ms)" % (claimed, time.ticks_diff(time.ticks_ms(), t0)))
+            self._log(
+                "relay connected claimed=%d (%d ms)"
+                % (claimed, time.ticks_diff(time.ticks_ms(), t0))
+            )
             self._dead = False
             keepalive = asyncio.create_task(self._keepalive(w, asyncio.current_task()))
             if self.on_up:
@@ -249,6 +263,7 @@ class Relay:
         ftype, _, payload = envelope.parse(msg)
         if ftype != envelope.AUTH_CHALLENGE:
             raise envelope.EnvelopeError("expected AUTH_CHALLENGE")
+        self._answered = True
         resp, k_ctl = auth_response(self._priv, self._pub, payload, self._cfg["relay_key"])
         await w.send(envelope.header(envelope.AUTH_RESPONSE, self._id), resp)
         op, msg = await w.recv()

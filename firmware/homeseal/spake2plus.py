@@ -48,10 +48,10 @@ _cached = None
 
 def precompute(w0, L):
     """VerifierSecret for (w0, L), kept so later Verifiers with the same secrets reuse it."""
-    global _cached
+    global _cached  # noqa: PLW0603  (a module-level cache: no object to hold it)
     sec = _cached
     w0_int = w0 if isinstance(w0, int) else p256.scalar_from_bytes(w0)
-    if sec is None or sec.w0 != w0_int or sec.L != bytes(L):
+    if sec is None or sec.w0 != w0_int or bytes(L) != sec.L:
         sec = _cached = VerifierSecret(w0, L)
     return sec
 
@@ -59,7 +59,7 @@ def precompute(w0, L):
 def forget():
     """Drop the cached VerifierSecret and G's comb table (~20 KB together): call it
     when the pairing window closes. The next Verifier recomputes them (~35 ms, unix)."""
-    global _cached
+    global _cached  # noqa: PLW0603  (see precompute)
     _cached = None
     p256.release_base()
 

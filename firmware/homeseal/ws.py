@@ -48,20 +48,25 @@ class WSClosed(WSError):
 
 def _sha1(data):
     # Only for Sec-WebSocket-Accept; builds without hashlib.sha1 (the unix
-    # port here) use this. 32-bit arithmetic masked explicitly.
+    # port here) use this. 32-bit arithmetic masked explicitly. The message
+    # schedule is the 16-word ring of FIPS 180-4 §6.1.3, not 80 words: a
+    # connection on a fragmented 128 KiB heap could not find the 640 bytes
+    # (measured). It stays in this module: imported for each connection
+    # instead (tried), it fragmented the heap further.
     h0, h1, h2, h3, h4 = 0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0
     ml = len(data) * 8
     data = bytes(data) + b"\x80" + bytes((55 - len(data)) % 64) + ml.to_bytes(8, "big")
     m = 0xFFFFFFFF
-    w = [0] * 80
+    w = [0] * 16
     for off in range(0, len(data), 64):
         for i in range(16):
             w[i] = int.from_bytes(data[off + 4 * i : off + 4 * i + 4], "big")
-        for i in range(16, 80):
-            x = w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16]
-            w[i] = ((x << 1) | (x >> 31)) & m
         a, b, c, d, e = h0, h1, h2, h3, h4
         for i in range(80):
+            s = i & 15
+            if i >= 16:
+                x = w[(s + 13) & 15] ^ w[(s + 8) & 15] ^ w[(s + 2) & 15] ^ w[s]
+                w[s] = ((x << 1) | (x >> 31)) & m
             if i < 20:
                 f = (b & c) | (~b & d)
                 k = 0x5A827999
@@ -74,7 +79,7 @@ def _sha1(data):
             else:
                 f = b ^ c ^ d
                 k = 0xCA62C1D6
-            t = ((((a << 5) | (a >> 27)) & m) + (f & m) + e + k + w[i]) & m
+            t = ((((a << 5) | (a >> 27)) & m) + (f & m) + e + k + w[s]) & m
             e, d, c, b, a = d, c, ((b << 30) | (b >> 2)) & m, a, t
         h0 = (h0 + a) & m
         h1 = (h1 + b) & m
@@ -348,7 +353,9 @@ async def connect(host, port, path, subprotocol, bufs, ssl_ctx=None, timeout_ms=
     """Open a websocket; raises WSError (or OSError) on any failure."""
     try:
         reader, writer = await asyncio.wait_for_ms(
-            asyncio.open_connection(host, port, ssl=ssl_ctx, server_hostname=host if ssl_ctx else None),
+            asyncio.open_connection(
+                host, port, ssl=ssl_ctx, server_hostname=host if ssl_ctx else None
+            ),
             timeout_ms,
         )
     except asyncio.TimeoutError:
@@ -361,7 +368,9 @@ async def connect(host, port, path, subprotocol, bufs, ssl_ctx=None, timeout_ms=
         pass
     ws = WebSocket(reader, writer, bufs)
     try:
-        await asyncio.wait_for_ms(_handshake(ws, host, port, path, subprotocol, ssl_ctx), timeout_ms)
+        await asyncio.wait_for_ms(
+            _handshake(ws, host, port, path, subprotocol, ssl_ctx), timeout_ms
+        )
     except asyncio.TimeoutError:
         ws.abort()
         raise WSError("handshake timed out")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import pytest_socket  # type: ignore[import-untyped]
 
-from tests.firmware.harness import RelayProcess
+from testbed.relay import RelayProcess
 
 from .proxy import Mitm
 
@@ -18,15 +18,13 @@ from .proxy import Mitm
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
     pytest_socket.enable_socket()
-    r = RelayProcess(tmp_path_factory.mktemp("relay"))
-    r.start()
-    yield r
-    r.stop()
+    with RelayProcess(tmp_path_factory.mktemp("relay")) as r:
+        yield r
 
 
 @pytest.fixture
 async def mitm(relay: RelayProcess, socket_enabled: None) -> AsyncIterator[Mitm]:
-    proxy = await Mitm(relay.http.replace("http://", "ws://")).start()
+    proxy = await Mitm(relay.ws_base).start()
     yield proxy
     await proxy.stop()
 

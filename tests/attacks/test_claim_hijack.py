@@ -16,14 +16,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from custom_components.homeseal.client.envelope import FrameType, RelayError
-from tests.firmware.harness import (
-    Controller,
-    DeviceProcess,
-    RelayProcess,
-    new_account,
-    provision,
-)
+from homeseal_protocol.envelope import FrameType, RelayError
+from testbed.accounts import new_account
+from testbed.endpoints import Controller
+from testbed.firmware import DeviceProcess, provision
+from testbed.relay import RelayProcess
 
 from .proxy import DEVICE, UP, Mitm
 from .test_mitm import CODE, Setup, setup  # noqa: F401
@@ -34,7 +31,7 @@ CLAIM, RELEASE = FrameType.CLAIM, FrameType.RELEASE
 
 
 async def _devices(relay: RelayProcess, token: str) -> list[str]:
-    url, auth = f"{relay.http}/api/v1/devices", {"Authorization": f"Bearer {token}"}
+    url, auth = f"{relay.base}/api/v1/devices", {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as http, http.get(url, headers=auth) as r:
         assert r.status == 200
         return [d["device_id"] for d in (await r.json())["devices"]]
@@ -44,9 +41,9 @@ async def _inject_refused(mitm: Mitm, dev: DeviceProcess, frame: bytes, n: int) 
     """Inject `frame` up the device's live connection: the relay closes it with 4001 and
     the device, on its own, is connected again within its capped backoff."""
     await mitm.inject(DEVICE, dev.device_id, UP, frame)
-    await dev.wait_log("relay closed 4001", count=n)
+    await dev.wait_log_async("relay closed 4001", count=n)
     # The first retries come after at most 1 s, 2 s, … (§2.1), never 15 minutes.
-    await dev.wait_log("relay connected", count=n + 1, within=10)
+    await dev.wait_log_async("relay connected", count=n + 1, within=10)
 
 
 async def test_link_attacker_cannot_move_ownership(setup: Setup, relay: RelayProcess) -> None:  # noqa: F811
@@ -59,8 +56,8 @@ async def test_link_attacker_cannot_move_ownership(setup: Setup, relay: RelayPro
     captured = [f for f in su.mitm.frames(DEVICE, UP, dev_id) if f[0] == CLAIM]
     assert len(captured) == 1, captured
     assert len(captured[0]) == 11 + 4 + 32, captured
-    _, thief_token = await new_account(relay.http)
-    thief = await Controller(relay.http, thief_token).connect()
+    _, thief_token = await new_account(relay.base)
+    thief = await Controller(relay.base, thief_token).connect()
     try:
         # 1. RELEASE without a mac, then with the captured CLAIM's seq and mac.
         await _inject_refused(su.mitm, su.dev, bytes((RELEASE,)) + bytes(10), 1)
@@ -93,18 +90,18 @@ async def test_link_attacker_cannot_claim_an_unclaimed_device(
     dev = DeviceProcess(tmp_path / "device", mitm.ws_device)
     provision(dev.state, CODE)
     dev.start()
-    _, thief_token = await new_account(relay.http)
-    _, owner_token = await new_account(relay.http)
-    thief = await Controller(relay.http, thief_token).connect()
-    owner = await Controller(relay.http, owner_token).connect()
+    _, thief_token = await new_account(relay.base)
+    _, owner_token = await new_account(relay.base)
+    thief = await Controller(relay.base, thief_token).connect()
+    owner = await Controller(relay.base, owner_token).connect()
     try:
-        await dev.wait_log("relay connected")
+        await dev.wait_log_async("relay connected")
         await thief.send(FrameType.PAIR_START, dev.device_id, b"\x01\x01")
         ftype, _, _ = await thief.recv((FrameType.PAIR, FrameType.ERROR), 10)
         assert ftype == FrameType.PAIR  # the device answered: the thief is a pairing peer
         # It gives up its attempt (no code), staying a pairing peer at the relay.
         await thief.send(FrameType.PAIR, dev.device_id, bytes((0x7F, 2, 0)))
-        await dev.wait_log("pairing attempt ended by the controller")
+        await dev.wait_log_async("pairing attempt ended by the controller")
         await _inject_refused(mitm, dev, bytes((CLAIM,)) + thief.id, 1)
         assert await _devices(relay, thief_token) == []
         # Again on the new connection, with a payload of the right shape this time.
@@ -112,13 +109,13 @@ async def test_link_attacker_cannot_claim_an_unclaimed_device(
         ftype, _, _ = await thief.recv((FrameType.PAIR, FrameType.ERROR), 10)
         assert ftype == FrameType.PAIR
         await thief.send(FrameType.PAIR, dev.device_id, bytes((0x7F, 2, 0)))
-        await dev.wait_log("pairing attempt ended by the controller", count=2)
+        await dev.wait_log_async("pairing attempt ended by the controller", count=2)
         await _inject_refused(mitm, dev, bytes((CLAIM,)) + thief.id + (1).to_bytes(4, "big")
                               + bytes(32), 2)  # fmt: skip
         assert await _devices(relay, thief_token) == []
         # The real owner, who has the code, pairs and claims as usual.
         device_pub = await owner.pair(dev.device_id, CODE)
-        await dev.wait_log("claimed by controller")
+        await dev.wait_log_async("claimed by controller")
         assert len(await _devices(relay, owner_token)) == 1
         assert await _devices(relay, thief_token) == []
         s = await owner.open_session(dev.device_id, device_pub)

@@ -11,17 +11,20 @@ isolation at the relay.
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from custom_components.homeseal.client.envelope import FrameType, RelayError
-from custom_components.homeseal.client.pairing import LockedOut, WrongCode
-from custom_components.homeseal.client.session import InitiatorSession
-from tests.firmware.harness import Controller, DeviceProcess, RelayProcess, new_account, provision
-from tests.relay.client import ROLE_CONTROLLER, ROLE_DEVICE, Endpoint, open_ws
+from homeseal_protocol.envelope import FrameType, RelayError
+from homeseal_protocol.errors import PairingFailure
+from homeseal_protocol.session import InitiatorSession
+from testbed.accounts import new_account
+from testbed.endpoints import ROLE_CONTROLLER, ROLE_DEVICE, Controller, Endpoint, open_ws
+from testbed.firmware import DeviceProcess, provision
+from testbed.relay import RelayProcess
+from tests.firmware.statefiles import read_record, write_plain
+from tests.support import raises_pairing
 
 pytestmark = pytest.mark.micropython
 
@@ -37,32 +40,32 @@ EARLIER_FAILURES = 20 - len(WRONG)
 async def test_brute_force_locks_the_device_out(
     relay: RelayProcess, tmp_path: Path, socket_enabled: None
 ) -> None:
-    dev = DeviceProcess(tmp_path / "device", relay.ws_device)
+    dev = DeviceProcess(tmp_path / "device", relay.device_url)
     provision(dev.state, CODE)
-    (dev.state / "attempts.json").write_text(json.dumps({"failed": EARLIER_FAILURES}))
+    write_plain(dev.state, "attempts.json", {"failed": EARLIER_FAILURES})
     dev.start()
-    _, token = await new_account(relay.http)
-    ctl = await Controller(relay.http, token).connect()
+    _, token = await new_account(relay.base)
+    ctl = await Controller(relay.base, token).connect()
     try:
-        await dev.wait_log("relay connected")
+        await dev.wait_log_async("relay connected")
         for n, code in enumerate(WRONG, 1):
             # The controller sees confirmV fail (the wrong code) and stops; the device
             # counted the attempt durably before answering PAKE1.
-            with pytest.raises(WrongCode):
+            with raises_pairing(PairingFailure.WRONG_CODE):
                 await ctl.pair(dev.device_id, code)
-            failed = json.loads((dev.state / "attempts.json").read_text())["failed"]
+            failed = read_record(dev.state, "attempts.json")["failed"]  # type: ignore[index]
             assert failed == EARLIER_FAILURES + n
-        await dev.wait_log("pairing window closed")
+        await dev.wait_log_async("pairing window closed")
         # The window is closed: the right code is refused as well.
-        with pytest.raises(LockedOut):
+        with raises_pairing(PairingFailure.LOCKED_OUT):
             await ctl.pair(dev.device_id, CODE)
-        assert not (dev.state / "pairing.json").exists()
+        assert read_record(dev.state, "pairing.json") == {"controller_id": None}
         # Physical access reopens it (and resets the counter): now the code works.
         await dev.hold_button(500)
-        await dev.wait_log("pairing window open attempts_left=20")
+        await dev.wait_log_async("pairing window open attempts_left=20")
         device_pub = await ctl.pair(dev.device_id, CODE)
         assert device_pub == dev.public_key
-        await dev.wait_log("claimed by controller")
+        await dev.wait_log_async("claimed by controller")
     finally:
         await ctl.close()
         dev.stop()
@@ -75,11 +78,11 @@ async def test_relay_limits_pair_start_per_device(
     counts PAIR_START frames aimed at it and refuses the 11th."""
     async with aiohttp.ClientSession() as http:
         device = Endpoint(ROLE_DEVICE)
-        link = await open_ws(http, relay.ws_device)
+        link = await open_ws(http, relay.device_url)
         await link.send_raw(device.respond(link.challenge))
         assert (await link.recv()).type == FrameType.AUTH_OK
-        _, token = await new_account(relay.http)
-        ctl = await Controller(relay.http, token).connect()
+        _, token = await new_account(relay.base)
+        ctl = await Controller(relay.base, token).connect()
         try:
             for _ in range(10):
                 await ctl.send(FrameType.PAIR_START, device.id, b"\x01\x01")
@@ -96,27 +99,27 @@ async def test_relay_limits_pair_start_per_device(
 async def test_other_account_cannot_see_pair_or_command(
     relay: RelayProcess, tmp_path: Path, socket_enabled: None
 ) -> None:
-    dev = DeviceProcess(tmp_path / "device", relay.ws_device)
+    dev = DeviceProcess(tmp_path / "device", relay.device_url)
     provision(dev.state, CODE)
     dev.start()
-    _, owner_token = await new_account(relay.http)
-    _, other_token = await new_account(relay.http)
-    owner = await Controller(relay.http, owner_token).connect()
-    other = await Controller(relay.http, other_token).connect()
+    _, owner_token = await new_account(relay.base)
+    _, other_token = await new_account(relay.base)
+    owner = await Controller(relay.base, owner_token).connect()
+    other = await Controller(relay.base, other_token).connect()
     try:
-        await dev.wait_log("relay connected")
+        await dev.wait_log_async("relay connected")
         device_pub = await owner.pair(dev.device_id, CODE)
-        await dev.wait_log("claimed by controller")
+        await dev.wait_log_async("claimed by controller")
         s = await owner.open_session(dev.device_id, device_pub)
 
         async with aiohttp.ClientSession() as http:
             async with http.get(
-                f"{relay.http}/api/v1/devices", headers={"Authorization": f"Bearer {other_token}"}
+                f"{relay.base}/api/v1/devices", headers={"Authorization": f"Bearer {other_token}"}
             ) as r:
                 assert r.status == 200
                 assert (await r.json())["devices"] == []
             async with http.delete(
-                f"{relay.http}/api/v1/devices/{_text_id(dev.device_id)}",
+                f"{relay.base}/api/v1/devices/{_text_id(dev.device_id)}",
                 headers={"Authorization": f"Bearer {other_token}"},
             ) as r:
                 assert r.status == 404
@@ -133,7 +136,7 @@ async def test_other_account_cannot_see_pair_or_command(
         await other.send(FrameType.SESSION, dev.device_id, hs1)
         _, _, payload = await other.recv((FrameType.ERROR,), 5)
         assert payload == bytes((RelayError.NOT_PERMITTED,))
-        assert dev.count("session open") == 1  # the owner's only
+        assert dev.count_log("session open") == 1  # the owner's only
         assert (await dev.pins())["5"] == 0
         # The owner's session is untouched.
         assert (await s.command("relay1", "turn_on"))["ok"] is True
@@ -151,21 +154,21 @@ def _text_id(ident: bytes) -> str:
 async def test_device_cannot_pose_as_another(relay: RelayProcess, socket_enabled: None) -> None:
     async with aiohttp.ClientSession() as http:
         victim, impostor = Endpoint(ROLE_DEVICE), Endpoint(ROLE_DEVICE)
-        genuine = await open_ws(http, relay.ws_device)
+        genuine = await open_ws(http, relay.device_url)
         await genuine.send_raw(victim.respond(genuine.challenge))
         assert (await genuine.recv()).type == FrameType.AUTH_OK
         # Its own valid proof under the victim's id: the id does not match the key.
-        link = await open_ws(http, relay.ws_device)
+        link = await open_ws(http, relay.device_url)
         forged = impostor.respond(link.challenge)
         await link.send_raw(forged[:1] + victim.id + forged[11:])
         await link.expect_close(4001)
         # The victim's key with a MAC it cannot compute (no private key).
-        link = await open_ws(http, relay.ws_device)
+        link = await open_ws(http, relay.device_url)
         await link.send_raw(bytes((FrameType.AUTH_RESPONSE,)) + victim.id + victim.pub + bytes(32))
         await link.expect_close(4001)
         # A recorded response of the victim, replayed against a fresh challenge.
         recorded = victim.respond(genuine.challenge)
-        link = await open_ws(http, relay.ws_device)
+        link = await open_ws(http, relay.device_url)
         await link.send_raw(recorded)
         await link.expect_close(4001)
         # The genuine connection was never replaced.
@@ -177,14 +180,12 @@ async def test_controller_id_stays_with_its_account(
     relay: RelayProcess, socket_enabled: None
 ) -> None:
     """Another account presenting a controller's key (a copied HA key) is refused."""
-    _, owner_token = await new_account(relay.http)
-    _, other_token = await new_account(relay.http)
-    owner = await Controller(relay.http, owner_token).connect()
+    _, owner_token = await new_account(relay.base)
+    _, other_token = await new_account(relay.base)
+    owner = await Controller(relay.base, owner_token).connect()
     await owner.close()
     async with aiohttp.ClientSession() as http:
         thief = Endpoint(ROLE_CONTROLLER, owner.key)
-        link = await open_ws(
-            http, relay.http.replace("http://", "ws://") + "/ws/controller", other_token
-        )
+        link = await open_ws(http, relay.ws_base + "/ws/controller", other_token)
         await link.send_raw(thief.respond(link.challenge))
         await link.expect_close(4001)

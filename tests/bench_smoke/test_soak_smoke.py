@@ -9,7 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support import MICROPYTHON, ROOT
+
+pytestmark = [pytest.mark.slow, pytest.mark.micropython]
 
 
 def test_soak_smoke(tmp_path: Path) -> None:

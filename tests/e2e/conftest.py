@@ -1,4 +1,4 @@
-"""End-to-end fixtures: the whole system as real processes (tools/demo/harness.py).
+"""End-to-end fixtures: the whole system as real processes (testbed.system, as the demo).
 
 One `System` (relay, device bridge, simulated device, Home Assistant) per test
 module: starting Home Assistant is the expensive part, so a module's tests share
@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import pytest_socket  # type: ignore[import-untyped]
 
-from tools.demo.harness import HarnessError, System
+from testbed.process import TestbedError
+from testbed.system import System
 
 
 def _dump_logs(system: System) -> str:
     parts = []
-    for proc in (system.relay, system.bridge, system.device, system.hass):
+    for proc in system.parts:
         parts.append(f"--- {proc.name} ({proc.log}) ---\n{proc.output()[-2500:]}")
     return "\n".join(parts)
 
@@ -32,7 +33,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     sys_ = System(state, ha_user="owner", ha_password="e2e owner password")
     try:
         sys_.up()
-    except HarnessError as err:
+    except TestbedError as err:
         logs = _dump_logs(sys_)
         sys_.down()
         pytest.fail(f"the system did not come up: {err}\n{logs}")

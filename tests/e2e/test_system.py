@@ -14,30 +14,27 @@ import time
 
 import pytest
 
-from tools.demo.harness import (
+from testbed.hass import ServiceError
+from testbed.paths import ROOT
+from testbed.process import TestbedError, wait_until
+from testbed.system import (
     BUTTON_PIN,
     DEVICE_ENTITIES,
     DOOR_PIN,
     LIGHT_PIN,
-    ROOT,
     SWITCH_PIN,
     TEMP_PIN,
-    HarnessError,
-    ServiceError,
-    SimDevice,
     System,
-    wait_until,
+    demo_device,
 )
 
-pytestmark = pytest.mark.micropython
+pytestmark = [pytest.mark.e2e, pytest.mark.micropython]
 
 RECOVERY_S = 30  # the issue's bound for coming back after a relay or device restart
 
 
 def wait_pin(system: System, pin: int, value: int, timeout: float = 15) -> None:
-    wait_until(
-        lambda: system.device.pins().get(str(pin)) == value, timeout, f"pin {pin} == {value}"
-    )
+    wait_until(lambda: system.pins().get(str(pin)) == value, timeout, f"pin {pin} == {value}")
 
 
 def wait_all(system: System, entities: dict[str, str], state: str, timeout: float) -> None:
@@ -80,21 +77,21 @@ def test_account_entry_and_paired_device(system: System, entities: dict[str, str
 def test_config_flow_refuses_untrusted_relay_and_bad_credentials(system: System) -> None:
     hass, relay = system.hass, system.relay
     # Without the relay's certificate as custom CA, TLS verification must fail.
-    result = hass.add_account(relay.url, "e2esecond", "an e2e password 1", create=True)
+    result = hass.add_account(relay.base, "e2esecond", "an e2e password 1", create=True)
     assert result["type"] == "form"
     assert result["errors"] == {"base": "tls_not_trusted"}
     # Signing in to an account that does not exist.
     result = hass.add_account(
-        relay.url, "e2enobody", "an e2e password 2", ca_pem=system.cert.read_text(), create=False
+        relay.base, "e2enobody", "an e2e password 2", ca_pem=system.ca.read_text(), create=False
     )
     assert result["type"] == "form"
     assert result["errors"] == {"base": "invalid_auth"}
     # The account already configured is refused before any sign-in.
     result = hass.add_account(
-        relay.url,
+        relay.base,
         system.info["relay_user"],
         system.info["relay_password"],
-        ca_pem=system.cert.read_text(),
+        ca_pem=system.ca.read_text(),
         create=False,
     )
     assert result["type"] == "abort"
@@ -108,14 +105,14 @@ def test_add_device_flow_errors(system: System) -> None:
     assert result["type"] == "form"
     assert result["errors"] == {"setup_payload": "invalid_payload"}
 
-    prov = system.device.provisioned()
+    prov = system.device.provisioned
     assert prov is not None
     result = hass.pair_device(system.entry_id, {"setup_payload": prov.qr_payload})
     assert result["type"] == "abort"
     assert result["reason"] == "already_configured"
 
     # A provisioned device that never came online: the flow says so.
-    other = SimDevice(system.dir / "offline-device", system.bridge.device_url, 0)
+    other = demo_device(system.dir / "offline-device", system.bridge.device_url, None)
     offline = other.provision()
     result = hass.pair_device(system.entry_id, {"setup_payload": offline.qr_payload})
     assert result["type"] == "form"
@@ -127,7 +124,7 @@ def test_add_device_flow_errors(system: System) -> None:
 
 
 def test_switch(system: System, entities: dict[str, str]) -> None:
-    hass, switch = system.hass, entities["relay"]
+    hass, switch = system.hass, entities["heater"]
     hass.call("switch", "turn_on", {"entity_id": switch})
     wait_pin(system, SWITCH_PIN, 1)
     hass.wait_state(switch, "on")
@@ -154,20 +151,20 @@ def test_light(system: System, entities: dict[str, str]) -> None:
 
 def test_temperature_sensor(system: System, entities: dict[str, str]) -> None:
     hass, sensor = system.hass, entities["temperature"]
-    system.device.set_temperature(23.4)
+    system.set_temperature(23.4)
     s = hass.wait_state(sensor, "23.4")
     assert s["attributes"]["unit_of_measurement"] == "°C"
     assert s["attributes"]["device_class"] == "temperature"
-    system.device.set_pin(TEMP_PIN, 1850)
+    system.set_pin(TEMP_PIN, 1850)
     hass.wait_state(sensor, "18.5")
 
 
 def test_door_contact(system: System, entities: dict[str, str]) -> None:
     hass, door = system.hass, entities["door"]
-    system.device.set_door(True)
+    system.set_door(True)
     s = hass.wait_state(door, "on")
     assert s["attributes"]["device_class"] == "door"
-    system.device.set_pin(DOOR_PIN, 0)
+    system.set_pin(DOOR_PIN, 0)
     hass.wait_state(door, "off")
 
 
@@ -199,10 +196,10 @@ def test_demo_command_flips_the_door(system: System, entities: dict[str, str]) -
 
 def test_button(system: System, entities: dict[str, str]) -> None:
     hass, button = system.hass, entities["bell"]
-    before = system.device.pulses().get(str(BUTTON_PIN), 0)
+    before = system.pulses().get(str(BUTTON_PIN), 0)
     hass.call("button", "press", {"entity_id": button})
     wait_until(
-        lambda: system.device.pulses().get(str(BUTTON_PIN), 0) == before + 1,
+        lambda: system.pulses().get(str(BUTTON_PIN), 0) == before + 1,
         15,
         "one pulse on the button's pin",
     )
@@ -216,7 +213,7 @@ def test_button(system: System, entities: dict[str, str]) -> None:
 def test_automation_door_opens_lamp(system: System, entities: dict[str, str]) -> None:
     hass = system.hass
     door, light = entities["door"], entities["lamp"]
-    system.device.set_door(False)
+    system.set_door(False)
     hass.wait_state(door, "off")
     hass.call("light", "turn_off", {"entity_id": light})
     wait_pin(system, LIGHT_PIN, 0)
@@ -237,7 +234,7 @@ def test_automation_door_opens_lamp(system: System, entities: dict[str, str]) ->
     )
     try:
         hass.wait_state("automation.door_opens_lamp", "on")
-        system.device.set_door(True)
+        system.set_door(True)
         wait_pin(system, LIGHT_PIN, 200 * 257)
         hass.wait_state(
             light, lambda s: s["state"] == "on" and s["attributes"]["brightness"] == 200
@@ -247,7 +244,7 @@ def test_automation_door_opens_lamp(system: System, entities: dict[str, str]) ->
         assert s["attributes"]["last_triggered"] is not None
     finally:
         hass.rest("DELETE", "/api/config/automation/config/e2e_door_lamp")
-        system.device.set_door(False)
+        system.set_door(False)
         hass.call("light", "turn_off", {"entity_id": light})
     wait_pin(system, LIGHT_PIN, 0)
 
@@ -261,7 +258,7 @@ def _round_trip(system: System, switch: str) -> None:
         system.hass.call("switch", action, {"entity_id": switch})
         try:
             wait_pin(system, SWITCH_PIN, level)
-        except HarnessError as err:
+        except TestbedError as err:
             state = system.hass.state(switch)
             raise AssertionError(
                 f"switch {action}: HA answered the service call and shows "
@@ -277,11 +274,11 @@ def test_reload_entry(system: System, entities: dict[str, str]) -> None:
     system.hass.wait_entry_state(system.entry_id)
     assert system.wait_entities_available(RECOVERY_S) == entities
     assert system.hass.subentries(system.entry_id) == subentries
-    _round_trip(system, entities["relay"])
+    _round_trip(system, entities["heater"])
 
 
 def test_device_restart(system: System, entities: dict[str, str]) -> None:
-    switch = entities["relay"]
+    switch = entities["heater"]
     system.device.stop()
     try:
         wait_all(system, entities, "unavailable", RECOVERY_S)
@@ -294,11 +291,11 @@ def test_device_restart(system: System, entities: dict[str, str]) -> None:
     assert system.wait_entities_available(RECOVERY_S) == entities
     assert time.monotonic() - t0 < RECOVERY_S
     time.sleep(1)
-    assert system.device.pins()[str(SWITCH_PIN)] == 0
+    assert system.pins()[str(SWITCH_PIN)] == 0
     assert system.hass.wait_state(switch, "off")
     # A restarted device starts from its pins' power-on levels: the door input
     # reads pulled up (open) until the contact is closed again.
-    system.device.set_door(False)
+    system.set_door(False)
     system.hass.wait_state(entities["door"], "off")
     _round_trip(system, switch)
 
@@ -308,7 +305,7 @@ def test_command_during_partition_fails_and_is_not_run_later(
 ) -> None:
     """The device's link hangs (its bridge frozen): HA still believes the device
     is online, so the command goes out, and must come back as an error."""
-    switch = entities["relay"]
+    switch = entities["heater"]
     system.bridge.freeze()
     try:
         t0 = time.monotonic()
@@ -324,7 +321,7 @@ def test_command_during_partition_fails_and_is_not_run_later(
         system.bridge.start()
     assert system.wait_entities_available(RECOVERY_S) == entities
     time.sleep(1)
-    assert system.device.pins()[str(SWITCH_PIN)] == 0
+    assert system.pins()[str(SWITCH_PIN)] == 0
     system.hass.wait_state(switch, "off")
     _round_trip(system, switch)
 
@@ -338,7 +335,7 @@ def test_relay_restart(system: System, entities: dict[str, str]) -> None:
         system.relay.start()
     assert system.wait_entities_available(RECOVERY_S) == entities
     assert time.monotonic() - t0 < RECOVERY_S
-    _round_trip(system, entities["relay"])
+    _round_trip(system, entities["heater"])
 
 
 def test_home_assistant_restart_needs_no_pairing(system: System, entities: dict[str, str]) -> None:
@@ -351,6 +348,6 @@ def test_home_assistant_restart_needs_no_pairing(system: System, entities: dict[
     # The device kept its pin of the controller: no pairing happened again.
     assert system.device.output().count("paired with controller") == paired_logs
     assert "pairing window open" not in system.device.output()
-    system.device.set_temperature(19.5)
+    system.set_temperature(19.5)
     system.hass.wait_state(entities["temperature"], "19.5")
-    _round_trip(system, entities["relay"])
+    _round_trip(system, entities["heater"])

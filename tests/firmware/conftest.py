@@ -1,5 +1,6 @@
 """Fixtures for the firmware suite: a real relay process per module, devices on
-the MicroPython unix port, and a controller with its own relay account."""
+the MicroPython unix port (testbed.firmware's test device, every entity kind), and a
+controller with its own relay account."""
 
 from __future__ import annotations
 
@@ -10,23 +11,24 @@ from typing import Any
 import pytest
 import pytest_socket  # type: ignore[import-untyped]
 
-from .harness import Controller, DeviceProcess, RelayProcess, new_account
+from testbed.accounts import new_account
+from testbed.endpoints import Controller
+from testbed.firmware import DeviceProcess
+from testbed.relay import RelayProcess
 
 
 @pytest.fixture(scope="module")
 def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RelayProcess]:
     # Module fixtures run before tests/conftest.py re-enables sockets for this suite.
     pytest_socket.enable_socket()
-    r = RelayProcess(tmp_path_factory.mktemp("relay"))
-    r.start()
-    yield r
-    r.stop()
+    with RelayProcess(tmp_path_factory.mktemp("relay")) as r:
+        yield r
 
 
 @pytest.fixture
 async def controller(relay: RelayProcess, socket_enabled: None) -> AsyncIterator[Controller]:
-    _, token = await new_account(relay.http)
-    ctl = await Controller(relay.http, token).connect()
+    _, token = await new_account(relay.base)
+    ctl = await Controller(relay.base, token).connect()
     yield ctl
     await ctl.close()
 
@@ -39,7 +41,7 @@ def make_device(
 
     def make(relay_url: str | None = None, **kwargs: Any) -> DeviceProcess:
         workdir = tmp_path / f"device{len(devices)}"
-        d = DeviceProcess(workdir, relay_url or relay.ws_device, **kwargs)
+        d = DeviceProcess(workdir, relay_url or relay.device_url, **kwargs)
         devices.append(d)
         return d
 

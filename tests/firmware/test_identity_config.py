@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import urllib.request
 from collections.abc import Callable
@@ -13,10 +15,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from custom_components.homeseal.client import ids
+from homeseal_protocol import ids
+from testbed.endpoints import Controller
+from testbed.firmware import TEST_ENTITIES as ENTITIES
+from testbed.firmware import DeviceProcess, provision
+from testbed.relay import RelayProcess
+from tests.firmware.statefiles import read_record
 from tests.support import FIRMWARE, micropython_env, micropython_path
 
-from .harness import ENTITIES, DeviceProcess, RelayProcess, write_config
+pytestmark = pytest.mark.micropython
 
 
 async def test_first_boot_creates_the_identity_and_the_relay_accepts_it(
@@ -24,7 +31,7 @@ async def test_first_boot_creates_the_identity_and_the_relay_accepts_it(
 ) -> None:
     dev = make_device()
     dev.start()
-    await dev.wait_log("relay connected claimed=0")
+    await dev.wait_log_async("relay connected claimed=0")
     out = dev.output()
     assert "first boot: generated the device key" in out
     assert "pairing unavailable: not provisioned" in out
@@ -38,20 +45,69 @@ async def test_first_boot_creates_the_identity_and_the_relay_accepts_it(
     )
     assert ident["public_key"] == pub.hex()
     assert f"device id {ids.format_id(ids.endpoint_id(pub))}\n" in out
-    # Written atomically: no temporary file is left behind.
-    assert sorted(p.name for p in dev.state.iterdir()) == ["identity.json"]
+    # Every record in its first slot (store.py: no temporary files, no renames); the
+    # key last, so the counter and the pairing record exist once identity.json says so.
+    assert sorted(p.name for p in dev.state.iterdir()) == [
+        "attempts.json",
+        "identity.json",
+        "pairing.json",
+    ]
+    assert ident["state_files"] is True
+    assert read_record(dev.state, "attempts.json") == {"failed": 0}
+    assert read_record(dev.state, "pairing.json") == {"controller_id": None}
 
     # The second boot keeps the key and the id.
     dev.stop()
     dev.start()
-    await dev.wait_log("relay connected")
+    await dev.wait_log_async("relay connected")
     assert "first boot" not in dev.output()
-    assert dev.identity == ident
+    assert read_record(dev.state, "identity.json") == {
+        k: v for k, v in ident.items() if k not in ("seq", "sum")
+    }
     assert f"device id {ids.format_id(ids.endpoint_id(pub))}\n" in dev.output()
 
 
+def _modes(state: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in state.iterdir()}
+
+
+def _start_with_umask_022(dev: DeviceProcess) -> None:
+    """Start the device from a process whose umask lets everyone read new files: the
+    firmware's own umask (main.py, through ffi) is what keeps its files private."""
+    old = os.umask(0o022)
+    try:
+        dev.start()
+    finally:
+        os.umask(old)
+
+
+async def test_l6_state_files_are_private_from_creation(
+    make_device: Callable[..., DeviceProcess], controller: Controller
+) -> None:
+    """identity.json (the private key), pairing.json (the pinned controller) and every
+    other state file the firmware writes are born 0600, its state directory 0700."""
+    dev = make_device()
+    _start_with_umask_022(dev)
+    await dev.wait_log_async("relay connected claimed=0")
+    assert "first boot: generated the device key" in dev.output()
+    assert stat.S_IMODE(dev.state.stat().st_mode) == 0o700
+    modes = _modes(dev.state)
+    assert modes == dict.fromkeys(("attempts.json", "identity.json", "pairing.json"), 0o600)
+    # Provisioned, paired, claimed: the records the device wrote meanwhile (their second
+    # slots too) are 0600 as well; provisioning.json is the tool's, 0600 too.
+    dev.stop()
+    provision(dev.state, "20231187")
+    _start_with_umask_022(dev)
+    await dev.wait_log_async("relay connected")
+    await controller.pair(dev.device_id, "20231187")
+    await dev.wait_log_async("claimed by controller")
+    modes = _modes(dev.state)
+    assert {"pairing.json", "pairing.json.b", "attempts.json", "provisioning.json"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o600), modes
+
+
 def _relay_key(relay: RelayProcess) -> str:
-    with urllib.request.urlopen(relay.http + "/api/v1/relay", timeout=10) as r:
+    with urllib.request.urlopen(relay.base + "/api/v1/relay", timeout=10) as r:
         return str(json.loads(r.read())["relay_key"])
 
 
@@ -59,19 +115,19 @@ async def test_relay_key_pin(
     make_device: Callable[..., DeviceProcess], relay: RelayProcess
 ) -> None:
     good = make_device()
-    write_config(good.config, relay.ws_device, relay={"url": relay.ws_device})
+    good.write_config(relay={"url": relay.device_url})
     cfg = json.loads(good.config.read_text())
     cfg["relay"]["relay_key"] = _relay_key(relay)
     good.config.write_text(json.dumps(cfg))
     good.start()
-    await good.wait_log("relay connected")
+    await good.wait_log_async("relay connected")
 
     bad = make_device()
     cfg["relay"]["relay_key"] = "ab" * 32
     bad.config.write_text(json.dumps(cfg))
     bad.start()
-    await bad.wait_log("relay auth refused: relay key does not match relay.relay_key")
-    await bad.wait_log("relay reconnect in")
+    await bad.wait_log_async("relay auth refused: relay key does not match relay.relay_key")
+    await bad.wait_log_async("relay reconnect in")
     assert "relay connected" not in bad.output()
     assert bad.alive
 

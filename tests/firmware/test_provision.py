@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.homeseal.client import ids
-from custom_components.homeseal.client.spake2plus import compute_verifier
+from homeseal_protocol import ids
+from homeseal_protocol.pairing import device_verifier
 from tests.support import ROOT, run_micropython
 from tools import provision as tool
 
@@ -28,7 +28,10 @@ def test_writes_the_verifier_and_never_the_code(tmp_path: Path) -> None:
     assert rec["iterations"] == 1000
     salt = bytes.fromhex(rec["salt"])
     assert len(salt) == 32
-    w0, L = compute_verifier(b"20231187", salt, 1000)
+    identity = json.loads((state / "identity.json").read_text())
+    device_id = ids.endpoint_id(bytes.fromhex(identity["public_key"]))
+    # RFC 9383 §3.2 (I2): the PBKDF input binds idProver (empty) and the device id.
+    w0, L = device_verifier("20231187", salt, 1000, device_id)
     assert (rec["w0"], rec["L"]) == (w0.hex(), L.hex())
     assert stat.S_IMODE((state / "provisioning.json").stat().st_mode) == 0o600
 
@@ -36,8 +39,6 @@ def test_writes_the_verifier_and_never_the_code(tmp_path: Path) -> None:
     assert sorted(p.name for p in state.iterdir()) == ["identity.json", "provisioning.json"]
     for p in state.iterdir():
         assert "20231187" not in p.read_text()
-    identity = json.loads((state / "identity.json").read_text())
-    device_id = ids.endpoint_id(bytes.fromhex(identity["public_key"]))
     assert out["device_id"] == ids.format_id(device_id)
     assert out["setup_code"] == "2023-1187"
     assert out["qr_payload"] == f"HS1:{ids.compact_id(device_id)}:20231187"
@@ -102,13 +103,14 @@ def test_cli_with_a_device_id_from_first_boot(tmp_path: Path) -> None:
     assert not (tmp_path / "st2" / "provisioning.json").exists()
 
 
+@pytest.mark.micropython
 def test_firmware_reads_the_file_the_tool_wrote(tmp_path: Path) -> None:
     tool.provision(tmp_path, code="55512345", iterations=4321, salt_len=20)
     rec = json.loads((tmp_path / "provisioning.json").read_text())
     out = run_micropython(
         "import sys, binascii\n"
-        "from homeseal import pairing, store\n"
-        "p = pairing.Provisioning(store.Store(sys.argv[1]).read(store.PROVISIONING))\n"
+        "from homeseal import pairing_window, store\n"
+        "p = pairing_window.Provisioning(store.Store(sys.argv[1]).read(store.PROVISIONING))\n"
         "print(p.iterations, binascii.hexlify(p.salt).decode(), binascii.hexlify(p.w0).decode(),"
         " binascii.hexlify(p.L).decode())\n",
         str(tmp_path),
@@ -118,8 +120,8 @@ def test_firmware_reads_the_file_the_tool_wrote(tmp_path: Path) -> None:
     rec["salt"] = "00" * 8
     (tmp_path / "provisioning.json").write_text(json.dumps(rec))
     out = run_micropython(
-        "import sys\nfrom homeseal import pairing, store\n"
-        "try:\n pairing.Provisioning(store.Store(sys.argv[1]).read(store.PROVISIONING))\n"
+        "import sys\nfrom homeseal import pairing_window, store\n"
+        "try:\n pairing_window.Provisioning(store.Store(sys.argv[1]).read(store.PROVISIONING))\n"
         "except store.StoreError as e:\n print('refused', e)\n",
         str(tmp_path),
     )

@@ -20,7 +20,12 @@ from pathlib import Path
 import pytest
 import pytest_socket  # type: ignore[import-untyped]
 
-from .harness import Controller, DeviceProcess, RelayProcess, new_account, provision, write_config
+from testbed.accounts import new_account
+from testbed.endpoints import Controller
+from testbed.firmware import DeviceProcess, provision
+from testbed.relay import RelayProcess
+
+pytestmark = pytest.mark.micropython
 
 CODE = "31415926"
 
@@ -32,7 +37,7 @@ def token(relay: RelayProcess) -> str:
     body = json.dumps({"username": "resilience", "password": "correct horse battery 9"}).encode()
     for path in ("/api/v1/accounts", "/api/v1/tokens"):
         req = urllib.request.Request(
-            relay.http + path, body, {"Content-Type": "application/json"}, method="POST"
+            relay.base + path, body, {"Content-Type": "application/json"}, method="POST"
         )
         with urllib.request.urlopen(req, timeout=10) as r:
             data = json.loads(r.read())
@@ -53,24 +58,24 @@ def own_relay(tmp_path: Path, socket_enabled: None) -> Iterator[RelayProcess]:
 async def test_reconnects_after_the_relay_restarts(
     make_device: Callable[..., DeviceProcess], own_relay: RelayProcess
 ) -> None:
-    _, tok = await new_account(own_relay.http)
-    ctl = await Controller(own_relay.http, tok).connect()
-    dev = make_device(own_relay.ws_device)
+    _, tok = await new_account(own_relay.base)
+    ctl = await Controller(own_relay.base, tok).connect()
+    dev = make_device(own_relay.device_url)
     provision(dev.state, CODE)
     dev.start()
-    await dev.wait_log("relay connected")
+    await dev.wait_log_async("relay connected")
     device_pub = await ctl.pair(dev.device_id, CODE)
     s = await ctl.open_session(dev.device_id, device_pub)
     assert (await s.command("relay1", "turn_on"))["ok"]
     await ctl.close()
 
     own_relay.stop()
-    await dev.wait_log(r"relay closed 1012")  # the relay said it is restarting
+    await dev.wait_log_async(r"relay closed 1012")  # the relay said it is restarting
     own_relay.start()
-    await dev.wait_log("relay connected", count=2, within=30)
+    await dev.wait_log_async("relay connected", count=2, within=30)
     assert "relay connected claimed=1 (" in dev.output().splitlines()[-1]
 
-    ctl = await Controller(own_relay.http, tok, key=ctl.key).connect()
+    ctl = await Controller(own_relay.base, tok, key=ctl.key).connect()
     try:
         s = await ctl.open_session(dev.device_id, device_pub)
         assert s.state["relay1"] is True  # state survived; nothing rebooted
@@ -232,13 +237,13 @@ async def test_bad_input_from_the_relay_side(
 ) -> None:
     proxy = InjectingProxy(relay.port)
     await proxy.start()
-    ctl = await Controller(relay.http, token).connect()
+    ctl = await Controller(relay.base, token).connect()
     try:
         dev = make_device()
-        write_config(dev.config, f"ws://127.0.0.1:{proxy.port}/ws/device")
+        dev.write_config(f"ws://127.0.0.1:{proxy.port}/ws/device")
         provision(dev.state, CODE)
         dev.start()
-        await dev.wait_log("relay connected")
+        await dev.wait_log_async("relay connected")
         device_pub = await ctl.pair(dev.device_id, CODE)
         s = await ctl.open_session(dev.device_id, device_pub)
 
@@ -247,7 +252,7 @@ async def test_bad_input_from_the_relay_side(
         # The device drops that connection (with the right close code) and
         # comes back through a fresh one; the old session died with the link
         # only if the device says so: here it must still answer a new handshake.
-        await dev.wait_log("relay connected", count=2, within=15)
+        await dev.wait_log_async("relay connected", count=2, within=15)
         assert link.device_close == close_code
         assert len(proxy.links) == 2
         assert dev.alive
@@ -263,13 +268,13 @@ async def test_websocket_ping_fragments_and_close_from_the_relay_side(
 ) -> None:
     proxy = InjectingProxy(relay.port)
     await proxy.start()
-    ctl = await Controller(relay.http, token).connect()
+    ctl = await Controller(relay.base, token).connect()
     try:
         dev = make_device()
-        write_config(dev.config, f"ws://127.0.0.1:{proxy.port}/ws/device")
+        dev.write_config(f"ws://127.0.0.1:{proxy.port}/ws/device")
         provision(dev.state, CODE)
         dev.start()
-        await dev.wait_log("relay connected")
+        await dev.wait_log_async("relay connected")
         device_pub = await ctl.pair(dev.device_id, CODE)
         link = proxy.links[-1]
 
@@ -292,8 +297,8 @@ async def test_websocket_ping_fragments_and_close_from_the_relay_side(
 
         # The relay's close (1012 restarting) is echoed, and the device comes back.
         await link.inject(ws_frame(8, struct.pack(">H", 1012)))
-        await dev.wait_log("relay closed 1012")
-        await dev.wait_log("relay connected", count=2, within=15)
+        await dev.wait_log_async("relay closed 1012")
+        await dev.wait_log_async("relay connected", count=2, within=15)
         assert link.device_close == 1012
         s = await ctl.open_session(dev.device_id, device_pub)
         assert (await s.command("lamp", "turn_on", brightness=9))["ok"]

@@ -122,7 +122,7 @@ def _pairing(data):
     st = store.Store(STATE_DIR)
     st.remove(store.ATTEMPTS)
     paired = []
-    p = pairing.Pairing(st, IDS[0], DEVICE_PUB, lambda *a: paired.append(a), lambda m: None)
+    p = pairing.Pairing(st, IDS[0], DEVICE_PUB, 0, lambda *a: paired.append(a), lambda m: None)
     p.open_window()
     answers = []
     for i, payload in enumerate(split_messages(data)):

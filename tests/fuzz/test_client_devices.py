@@ -15,9 +15,9 @@ import json
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from custom_components.homeseal.client import session
-from custom_components.homeseal.client.devices import DeviceLink, LinkState
-from custom_components.homeseal.client.noise import CipherState, HandshakeState
+from homeseal_protocol import session
+from homeseal_protocol.client.device_link import DeviceLink, LinkState
+from homeseal_protocol.crypto.noise import CipherState, HandshakeState
 
 from .profile import fuzz
 from .strategies import mutations
@@ -62,7 +62,7 @@ class Harness:
         )  # fmt: skip
         responder.read_message(hs1[1:])
         self.link.session_frame(b"\x02" + responder.write_message(b""))
-        device_send, _ = responder.split()
+        device_send, _ = responder.transport()
         for pt in (DESCRIBE, STATE):
             self.link.session_frame(b"\x03" + device_send.encrypt_with_ad(b"", pt))
         assert self.link.state is LinkState.READY

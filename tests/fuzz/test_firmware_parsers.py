@@ -21,7 +21,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from custom_components.homeseal.client import messages as cmsg
+from homeseal_protocol import messages as cmsg
 from tests.firmware_crypto import import_firmware
 from tests.support import run_micropython
 from tools.provision import provisioning_record
@@ -64,7 +64,7 @@ _STATE: list[Path] = []
 def provisioned_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A state directory with a provisioning record (code 20231187), for the pairing target."""
     root = tmp_path_factory.mktemp("fw-pairing")
-    record = provisioning_record("20231187", b"s" * 16, 1000)
+    record = provisioning_record("20231187", b"s" * 16, 1000, DEVICE_ID)
     (root / "provisioning.json").write_text(json.dumps(record))
     _STATE[:] = [root]
     return root

@@ -1,6 +1,6 @@
 """Fuzz the relay's websocket endpoints: random frames (and text messages) from devices
-and controllers, before and after authentication, against the real app on aiohttp's
-TestServer with a real SQLite file.
+and controllers, before and after authentication, against the relay's own server
+(RelayServer: its request handler and listener) with a real SQLite file.
 
 Property: the relay answers with frames or closes with a §2.1 code, never anything
 else, and keeps serving a well-behaved controller/device pair (a SESSION frame
@@ -17,13 +17,12 @@ import threading
 from pathlib import Path
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relay_server.app import create_app
-from relay_server.config import Config, Limits, RateLimit
-from tests.relay.client import (
+from relay_server.config import Argon2Params, Config, Limits, RateLimit
+from relay_server.server import RelayServer
+from testbed.endpoints import (
     ROLE_CONTROLLER,
     ROLE_DEVICE,
     SESSION,
@@ -125,17 +124,19 @@ async def _roundtrip(ctl: Link, ctl_id: bytes, dev: Link, dev_id: bytes, n: int)
 async def test_relay_websockets_survive_random_frames(tmp_path: Path) -> None:
     config = Config(
         host="127.0.0.1", port=0, db_path=tmp_path / "relay.sqlite3",
-        key_file=tmp_path / "relay.key", plain_http=True, scrypt_n=2**11,
+        key_file=tmp_path / "relay.key", plain_http=True, metrics_host=None,
+        password_hash=Argon2Params(time_cost=1, memory_kib=1024, parallelism=1),
         auth_timeout_s=2.0,
         limits=Limits(login_per_address=GENEROUS, login_per_user=GENEROUS,
                       register_per_address=GENEROUS, register_per_user=GENEROUS),
     )  # fmt: skip
-    server = TestServer(create_app(config), host="127.0.0.1")
-    await server.start_server()
+    server = RelayServer(config)
+    await server.setup()
+    await server.start()
     loop = asyncio.get_running_loop()
     http = aiohttp.ClientSession()
     try:
-        base = str(server.make_url("")).rstrip("/")
+        base = f"http://127.0.0.1:{server.port}"
         ws_base = base.replace("http://", "ws://")
         good_token = await _account(http, base, "wellbehaved")
         fuzz_token = await _account(http, base, "fuzzer")
@@ -185,4 +186,4 @@ async def test_relay_websockets_survive_random_frames(tmp_path: Path) -> None:
         await dev.close()
     finally:
         await http.close()
-        await server.close()
+        await server.cleanup()

@@ -20,18 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from custom_components.homeseal.client import p256, pairing, spake2plus
-from custom_components.homeseal.client.ids import endpoint_id
-from custom_components.homeseal.client.noise import KeyPair
-from custom_components.homeseal.client.session import (
-    DecryptFailed,
-    HandshakeFailed,
-    InitiatorSession,
-    ResetReason,
-    SessionClosed,
-    SessionReset,
-    prologue,
-)
+from homeseal_protocol import pairing
+from homeseal_protocol.crypto import p256, spake2plus
+from homeseal_protocol.crypto.noise import KeyPair
+from homeseal_protocol.errors import DecryptFailed, HandshakeFailed, SessionClosed, SessionReset
+from homeseal_protocol.ids import endpoint_id
+from homeseal_protocol.session import InitiatorSession, ResetReason, prologue
 from tests.support import micropython_env, micropython_path, run_micropython
 
 pytestmark = pytest.mark.micropython
@@ -117,12 +111,18 @@ def device() -> Iterator[Peer]:
     peer.close()
 
 
+CONFIRM = b'{"t":"ping","id":0}'
+
+
 def _session(device: Peer, controller: KeyPair = CONTROLLER) -> InitiatorSession:
+    """A session the device has confirmed: the handshake, then a first message under
+    the new keys (§6: the device sends nothing in a session before that)."""
     session = InitiatorSession(
         controller.private, DEVICE.public, DEVICE_ID, endpoint_id(controller.public)
     )
     assert session.receive(device.exchange(session.start())) is None
     assert session.is_open
+    assert session.receive(device.exchange(session.encrypt(CONFIRM))) == CONFIRM
     return session
 
 
@@ -143,10 +143,10 @@ def test_kk_handshake_then_1000_messages_each_way(device: Peer) -> None:
         echo = session.receive(device.exchange(session.encrypt(message.encode())))
         assert echo == message.encode()
     transport = time.perf_counter() - started
-    assert session.messages_sent == 1000
-    assert session.messages_received == 1000
+    assert session.messages_sent == 1001  # the confirmation, then 1000
+    assert session.messages_received == 1001
     after = _report(device)
-    assert after["decrypted"] == before["decrypted"] + 1000  # type: ignore[operator]
+    assert after["decrypted"] == before["decrypted"] + 1001  # type: ignore[operator]
     assert after["rejected"] == before["rejected"]
     print(f"\nKK handshake {handshake * 1000:.1f} ms; 1000 round trips {transport:.2f} s")
 
@@ -215,15 +215,47 @@ def test_controller_rejects_bad_transport(device: Peer, case: str) -> None:
         session.encrypt(b"{}")
 
 
-def test_unknown_controller_gets_handshake_failed_with_device_key(device: Peer) -> None:
+def test_l3_unknown_controller_gets_a_two_byte_handshake_failed(device: Peer) -> None:
+    """RESET is `0x04 ‖ reason` and nothing more: no device key that nothing could
+    authenticate (L3)."""
     stranger = KeyPair.from_private(hashlib.sha256(b"interop stranger").digest())
     session = InitiatorSession(
         stranger.private, DEVICE.public, DEVICE_ID, endpoint_id(stranger.public)
     )
+    reply = device.exchange(session.start())
+    assert reply == bytes((0x04, ResetReason.HANDSHAKE_FAILED))
     with pytest.raises(SessionReset) as err:
-        session.receive(device.exchange(session.start()))
+        session.receive(reply)
     assert err.value.reason == ResetReason.HANDSHAKE_FAILED
-    assert err.value.device_key == DEVICE.public
+
+
+def test_l2_replayed_handshake1_keeps_the_live_session(device: Peer) -> None:
+    """The device answers a replayed HANDSHAKE1 (a pending session) and goes on with
+    the live one; the controller ignores the stray HANDSHAKE2."""
+    session = InitiatorSession(CONTROLLER.private, DEVICE.public, DEVICE_ID, CONTROLLER_ID)
+    hs1 = session.start()
+    assert session.receive(device.exchange(hs1)) is None
+    assert session.receive(device.exchange(session.encrypt(CONFIRM))) == CONFIRM
+    for i in range(3):
+        reply = device.exchange(hs1)
+        assert reply[0] == 0x02
+        assert session.receive(reply) is None  # not this session's handshake
+        message = json.dumps({"t": "ping", "id": i + 1}).encode()
+        assert session.receive(device.exchange(session.encrypt(message))) == message
+    assert session.is_open
+
+
+def test_l2_new_handshake_replaces_the_session_once_confirmed(device: Peer) -> None:
+    old = _session(device)
+    new = InitiatorSession(CONTROLLER.private, DEVICE.public, DEVICE_ID, CONTROLLER_ID)
+    assert new.receive(device.exchange(new.start())) is None
+    # Until the new session's first message, the old one still works.
+    assert old.receive(device.exchange(old.encrypt(b'{"t":"ping","id":5}'))) is not None
+    assert new.receive(device.exchange(new.encrypt(CONFIRM))) == CONFIRM
+    # Confirmed: the old session is gone (its message decrypts with neither).
+    assert device.exchange(old.encrypt(b'{"t":"ping","id":6}')) == bytes(
+        (0x04, ResetReason.DECRYPT_FAILED)
+    )
 
 
 def test_tampered_handshake2_rejected_by_controller(device: Peer) -> None:
@@ -240,32 +272,34 @@ def test_tampered_handshake2_rejected_by_controller(device: Peer) -> None:
 
 SALT = hashlib.sha256(b"interop salt").digest()[:16]
 CODE = "27182818"
+# §5.1: idProver empty, idVerifier the device id; the Context binds the controller id
+# and the attempt's PBKDF parameter exchange (any two messages do for these tests).
+REQUEST = b"\x01\x01"
+RESPONSE = b"\x02\x00\x00\x03\xe8\x10" + SALT + b"\x14"
+CONTEXT = pairing.pairing_context(CONTROLLER_ID, REQUEST, RESPONSE)
+IDS = {"id_prover": pairing.ID_PROVER, "id_verifier": DEVICE_ID}
 
 
 def _prover_confirm_p(x: int, w0: int, w1: int, share_p: bytes, share_v: bytes) -> bytes:
     """confirmP as a Prover with (w0, w1) computes it, whether or not confirmV verified."""
     base = p256.decode_point(share_v) - p256.multiply(w0, spake2plus.N)
     z, v = p256.multiply(x, base).encode(), p256.multiply(w1, base).encode()
-    tt = spake2plus.transcript(
-        pairing.CONTEXT, CONTROLLER_ID, DEVICE_ID, share_p, share_v, z, v, w0
-    )
+    tt = spake2plus.transcript(CONTEXT, pairing.ID_PROVER, DEVICE_ID, share_p, share_v, z, v, w0)
     k_confirm_p, _, _ = spake2plus.key_schedule(tt)
     return hmac.digest(k_confirm_p, share_v, hashlib.sha256)
 
 
 def _verifier_peer() -> tuple[Peer, bytes, bytes]:
-    w0, big_l = spake2plus.compute_verifier(CODE.encode(), SALT, 1000)
-    peer = Peer(
-        "spake", pairing.CONTEXT.hex(), CONTROLLER_ID.hex(), DEVICE_ID.hex(), w0.hex(), big_l.hex()
-    )
+    w0, big_l = spake2plus.compute_verifier(CODE.encode(), SALT, 1000, **IDS)
+    peer = Peer("spake", CONTEXT.hex(), "", DEVICE_ID.hex(), w0.hex(), big_l.hex())
     return peer, w0, big_l
 
 
 def test_spake2plus_right_code_same_key() -> None:
     peer, _, _ = _verifier_peer()
     try:
-        w0, w1 = spake2plus.derive_w0_w1(CODE.encode(), SALT, 1000)
-        prover = spake2plus.Prover(pairing.CONTEXT, CONTROLLER_ID, DEVICE_ID, w0, w1)
+        w0, w1 = spake2plus.derive_w0_w1(CODE.encode(), SALT, 1000, **IDS)
+        prover = spake2plus.Prover(CONTEXT, pairing.ID_PROVER, DEVICE_ID, w0, w1)
         reply = peer.exchange(prover.start())
         assert reply[:1] == b"V", reply
         confirm_p, k_shared = prover.finish(reply[1:66], reply[66:98])
@@ -279,8 +313,8 @@ def test_spake2plus_wrong_code_both_confirmations_fail() -> None:
     peer, w0_bytes, big_l = _verifier_peer()
     try:
         x = secrets.randbelow(p256.N - 1) + 1
-        w0, w1 = spake2plus.derive_w0_w1(b"27182819", SALT, 1000)
-        prover = spake2plus.Prover(pairing.CONTEXT, CONTROLLER_ID, DEVICE_ID, w0, w1, x=x)
+        w0, w1 = spake2plus.derive_w0_w1(b"27182819", SALT, 1000, **IDS)
+        prover = spake2plus.Prover(CONTEXT, pairing.ID_PROVER, DEVICE_ID, w0, w1, x=x)
         share_p = prover.start()
         reply = peer.exchange(share_p)
         assert reply[:1] == b"V", reply
@@ -311,10 +345,12 @@ def test_spake2plus_invalid_share_refused_by_firmware() -> None:
 # ---------------------------------------------------------------- worked examples
 
 
-def test_firmware_reproduces_worked_examples() -> None:
-    """Appendix A's device-side values, recomputed by the firmware's own modules."""
+def test_firmware_reproduces_worked_examples(tmp_path: Path) -> None:
+    """Appendix A's device-side values (revision 2: the Context binds the controller id
+    and the PBKDF parameter exchange, idProver is empty), recomputed by the firmware's own
+    modules, and every pairing message the device sends, from its own pairing code."""
     examples = Path(__file__).resolve().parents[2] / "docs" / "examples" / "protocol_v1.json"
-    out = run_micropython(RESPONDER.parent / "examples.py", str(examples))
+    out = run_micropython(RESPONDER.parent / "examples.py", str(examples), str(tmp_path))
     lines = out.split("\n")
     assert lines[-2:] == ["done", ""], out
-    assert len([line for line in lines if line.startswith("ok ")]) == 23, out
+    assert len([line for line in lines if line.startswith("ok ")]) == 35, out

@@ -24,6 +24,7 @@ from tests.support import CACHE, ROOT
 
 FIRMWARE_ELF = Path(os.environ.get("HOMESEAL_QEMU_FIRMWARE") or CACHE / "qemu" / "firmware.elf")
 SETUP_QEMU = ROOT / "scripts" / "setup-qemu"
+MPY_SRC = CACHE / "micropython-src"  # scripts/setup unpacks MicroPython's source here
 QEMU = "qemu-system-arm"
 
 _RAW_PROMPT = b"raw REPL; CTRL-B to exit\r\n>"

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.poly1305 import Poly1305
 from tests.qemu.conftest import RunBoth
 from tests.support import load_shared_vectors
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.micropython]  # run_both: the board and the unix port
 
 # RFC 8439 section 2.8.2.
 AEAD_KEY = bytes(range(0x80, 0xA0))

@@ -15,7 +15,7 @@ import pytest
 from tests.qemu.conftest import RunBoth
 from tests.support import load_shared_vectors
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.micropython]  # run_both: the board and the unix port
 
 # RFC 5869 appendix A.1-A.3: (ikm, salt, info, length, okm).
 RFC5869 = [

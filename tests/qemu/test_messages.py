@@ -14,7 +14,7 @@ import pytest
 
 from tests.qemu.conftest import RunBoth
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.micropython]  # run_both: the board and the unix port
 
 MAX_ID = 2**31 - 1
 ERR = "ERR:MessageError"

@@ -3,13 +3,12 @@ board-sized heap, and every crypto/protocol module frozen in and importable."""
 
 from __future__ import annotations
 
-import ast
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.qemu.harness import ScriptError, run_on_qemu
-from tests.support import FIRMWARE
+from tests.qemu.harness import MPY_SRC, ScriptError, run_on_qemu
 
 pytestmark = pytest.mark.qemu
 
@@ -32,13 +31,18 @@ print(gc.mem_free() + gc.mem_alloc())
 
 
 def _frozen_modules() -> list[str]:
-    tree = ast.parse((Path(__file__).parent / "manifest.py").read_text())
-    names: tuple[str, ...] = next(
-        ast.literal_eval(node.value)
-        for node in tree.body
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "MODULES"
-    )
-    return [n for n in names if (FIRMWARE / "homeseal" / f"{n}.py").is_file() and n != "__init__"]
+    """The firmware modules the build froze: tests/qemu/manifest.py as MicroPython's
+    own tools/manifestfile.py reads it (in freeze mode, as scripts/setup-qemu does)."""
+    tools = str(MPY_SRC / "tools")
+    if tools not in sys.path:
+        sys.path.append(tools)
+    import manifestfile  # type: ignore[import-not-found]  # noqa: PLC0415  (on the path above)
+
+    paths = {"MPY_DIR": str(MPY_SRC), "MPY_LIB_DIR": None, "PORT_DIR": None, "BOARD_DIR": None}
+    m = manifestfile.ManifestFile(manifestfile.MODE_FREEZE, paths)
+    m.execute(str(Path(__file__).parent / "manifest.py"))
+    targets = [str(f.target_path) for f in m.files()]
+    return [t[9:-3] for t in targets if t.startswith("homeseal/") and t != "homeseal/__init__.py"]
 
 
 def test_port_facts(qemu_firmware: Path) -> None:

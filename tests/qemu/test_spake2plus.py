@@ -6,12 +6,15 @@ the unix port's 64-bit host), so every carry path differs from the unix build.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests import reference_p256 as ref
 from tests.qemu.conftest import RunBoth
+from tests.support import ROOT
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.micropython]  # run_both: the board and the unix port
 
 # RFC 9383 appendix C (P256-SHA256-HKDF-SHA256-HMAC-SHA256).
 CONTEXT = b"SPAKE2+-P256-SHA256-HKDF-SHA256-HMAC-SHA256 Test Vectors"
@@ -78,3 +81,31 @@ def test_invalid_share_p(run_both: RunBoth) -> None:
     cases = [_case("badshare", b) for b in bad]
     out = run_both("spake2plus.py", cases, timeout=300).splitlines()
     assert out == ["ERR:ValueError|ERR:RuntimeError"] * len(bad)
+
+
+def test_appendix_a_pairing_revision_2(run_both: RunBoth) -> None:
+    """PROTOCOL.md Appendix A's pairing on the board: the Context it builds (label ‖
+    controller id ‖ SHA-256 of the PBKDF parameter exchange), shareV, confirmV, K_shared,
+    the static-key sealing, and a wrong confirmP refused (I2/I3)."""
+    ex = json.loads((ROOT / "docs" / "examples" / "protocol_v1.json").read_text())
+    assert ex.get("revision") == 2, "Appendix A is not regenerated yet (revision 2)"
+    p, keys = ex["pairing"], ex["keys"]
+    msgs = {m["name"]: bytes.fromhex(m["body"]) for m in p["messages"]}
+    assert p["idProver"] == ""
+    h = bytes.fromhex
+    case = (
+        p["context_label"].encode(), h(keys["controller_id"]), h(keys["device_id"]),
+        msgs["PBKDF_PARAM_REQUEST"], msgs["PBKDF_PARAM_RESPONSE"], h(p["w0"]), h(p["L"]),
+        h(p["shareP"]), h(p["y"]), h(p["confirmP"]), h(p["sealed_controller_pub"]),
+        h(keys["device_static_pub"]),
+    )  # fmt: skip
+    out = run_both("pairing_example.py", [case], timeout=300).splitlines()
+    assert out == [
+        f"context {p['context']}",
+        f"shareV {p['shareV']}",
+        f"confirmV {p['confirmV']}",
+        f"K_shared {p['K_shared']}",
+        f"controller s.pub {keys['controller_static_pub']}",
+        f"sealed device s.pub {p['sealed_device_pub']}",
+        "wrong confirmP ERR:ValueError",
+    ]

@@ -13,7 +13,7 @@ import pytest
 from tests.qemu.conftest import RunBoth
 from tests.support import load_shared_vectors
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.micropython]  # run_both: the board and the unix port
 
 ZERO = "00" * 32
 # RFC 7748 section 5.2: (scalar, u, output).

@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import sqlite3
-from contextlib import closing
 from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from relay_server.config import Config, RateLimit
-from relay_server.envelope import format_id
+from homeseal_protocol.ids import format_id
+from relay_server.config import Argon2Params, Config, RateLimit
+from testbed.endpoints import PRESENCE, ROLE_DEVICE, Endpoint, pair_and_claim
 
-from .client import PRESENCE, ROLE_DEVICE, Endpoint, pair_and_claim
 from .conftest import PASSWORD, Relay, RelayFactory
+
+JSON = {"Content-Type": "application/json"}
 
 
 async def test_relay_info_matches_key_file(relay: Relay) -> None:
@@ -44,13 +44,13 @@ async def test_register_login_logout(relay: Relay) -> None:
     days = (expires - datetime.now(UTC)).total_seconds() / 86400
     assert 179.99 < days < 180.0001  # 180 days from the next whole second
     # Only the SHA-256 of the token is stored.
-    with closing(sqlite3.connect(relay.config.db_path)) as db:
-        stored = [r[0] for r in db.execute("SELECT token_hash FROM tokens")]
-        pw_hash = db.execute("SELECT password_hash FROM accounts").fetchone()[0]
+    stored = [r[0] for r in relay.rows("SELECT token_hash FROM tokens")]
+    pw_hash = relay.rows("SELECT password_hash FROM accounts")[0][0]
     assert stored == [hashlib.sha256(token.encode()).hexdigest()]
-    assert pw_hash.startswith("scrypt$2048$8$1$")
+    assert pw_hash.startswith("$argon2id$v=19$m=1024,t=1,p=1$")
     assert PASSWORD not in pw_hash
-    assert Config().scrypt_n == 2**14  # the production default
+    # The production default: OWASP's Argon2id parameters.
+    assert Config().password_hash == Argon2Params(time_cost=2, memory_kib=19456, parallelism=1)
     status, data, _ = await relay.request("GET", "/api/v1/devices", token)
     assert (status, data) == (200, {"devices": []})
     status, data, _ = await relay.request("DELETE", "/api/v1/tokens/current", token)
@@ -84,7 +84,7 @@ async def test_register_login_logout(relay: Relay) -> None:
     ],
 )
 async def test_register_errors(relay: Relay, body: bytes, code: str) -> None:
-    status, data, _ = await relay.request("POST", "/api/v1/accounts", data=body)
+    status, data, _ = await relay.request("POST", "/api/v1/accounts", data=body, headers=JSON)
     assert status == 400
     assert data["error"]["code"] == code
     assert data["error"]["message"]
@@ -208,7 +208,9 @@ async def test_unknown_route_and_method_are_json(relay: Relay) -> None:
     status, data, _ = await relay.request("PUT", "/api/v1/accounts")
     assert status == 405
     assert data["error"]["code"] == "method_not_allowed"
-    status, data, _ = await relay.request("POST", "/api/v1/accounts", data=b"x" * 20000)
+    status, data, _ = await relay.request(
+        "POST", "/api/v1/accounts", data=b"x" * 20000, headers=JSON
+    )
     assert status == 413
     assert data["error"]["code"] == "request_too_large"
 
@@ -300,7 +302,7 @@ async def test_healthz_and_metrics(relay: Relay) -> None:
     status, data, _ = await relay.request("GET", "/healthz")
     assert (status, data) == (200, {"status": "ok"})
     _, link = await relay.device()
-    async with relay.http.get(relay.url("/metrics")) as resp:
+    async with relay.http.get(relay.metrics_url) as resp:
         assert resp.status == 200
         assert resp.content_type == "text/plain"
         text = await resp.text()

@@ -7,15 +7,16 @@ injected control frame closes the connection with 4001 and ownership never moves
 
 from __future__ import annotations
 
-import sqlite3
+import hashlib
+import hmac
 from collections.abc import Callable
-from contextlib import closing
 
 import pytest
 
-from relay_server import auth
-
-from .client import (
+from homeseal_protocol import relay_auth
+from homeseal_protocol.errors import RelayAuthError
+from homeseal_protocol.relay_auth import control_mac
+from testbed.endpoints import (
     CLAIM,
     CLAIMED,
     ERROR,
@@ -25,20 +26,17 @@ from .client import (
     ZERO_ID,
     Link,
     connect,
-    control_mac,
     pair_and_claim,
 )
+
 from .conftest import Relay, claimed_pair
 
 NOT_CLAIMABLE = b"\x04"
 
 
 def owner_of(relay: Relay, device_id: bytes) -> int | None:
-    with closing(sqlite3.connect(relay.config.db_path)) as db:
-        row = db.execute(
-            "SELECT owner_account_id FROM devices WHERE device_id = ?", (device_id,)
-        ).fetchone()
-    return None if row is None else row[0]
+    rows = relay.rows("SELECT owner_account_id FROM devices WHERE device_id = ?", device_id)
+    return None if not rows else rows[0][0]
 
 
 def device_failures(relay: Relay) -> int:
@@ -112,7 +110,7 @@ async def test_forged_release_closes_and_keeps_owner(relay: Relay, forgery: str)
     assert owner_of(relay, pair.device.id) == owner
     await pair.ctl.expect(PRESENCE, pair.device.id, b"\x00")  # it disconnected, nothing more
     dev = await connect(relay.http, relay.ws_base, pair.device)
-    assert dev.auth_flags == b"\x01"  # type: ignore[attr-defined]
+    assert dev.auth_flags == b"\x01"
     await pair.ctl.expect(PRESENCE, pair.device.id, b"\x01")
     pair.dev = dev
     await pair.assert_routes()
@@ -192,18 +190,20 @@ def test_control_mac_primitives() -> None:
     k = bytes(range(32))
     peer = b"\x05" * 10
     good = _seq(7) + control_mac(k, CLAIM, peer, 7)
-    assert auth.verify_control(k, CLAIM, peer, good, 6) == 7
-    assert auth.control_mac(k, CLAIM, peer, 7) == control_mac(k, CLAIM, peer, 7)
+    assert relay_auth.verify_control(k, CLAIM, peer, good, 6) == 7
+    # §4.1 written out with the standard library: an oracle independent of the library.
+    oracle = hmac.new(k, bytes((CLAIM,)) + peer + (7).to_bytes(4, "big"), hashlib.sha256)
+    assert relay_auth.control_mac(k, CLAIM, peer, 7) == oracle.digest()
     for bad_last in (5, 7, 0):
-        with pytest.raises(auth.ControlAuthError, match="sequence"):
-            auth.verify_control(k, CLAIM, peer, good, bad_last)
+        with pytest.raises(RelayAuthError, match="sequence"):
+            relay_auth.verify_control(k, CLAIM, peer, good, bad_last)
     for payload in (b"", good[:-1], good + b"\x00", good[:4] + bytes(32)):
-        with pytest.raises(auth.ControlAuthError):
-            auth.verify_control(k, CLAIM, peer, payload, 6)
-    with pytest.raises(auth.ControlAuthError, match="MAC"):
-        auth.verify_control(k, RELEASE, peer, good, 6)
-    with pytest.raises(auth.ControlAuthError, match="MAC"):
-        auth.verify_control(k, CLAIM, bytes(10), good, 6)
+        with pytest.raises(RelayAuthError):
+            relay_auth.verify_control(k, CLAIM, peer, payload, 6)
+    with pytest.raises(RelayAuthError, match="MAC"):
+        relay_auth.verify_control(k, RELEASE, peer, good, 6)
+    with pytest.raises(RelayAuthError, match="MAC"):
+        relay_auth.verify_control(k, CLAIM, bytes(10), good, 6)
 
 
 async def test_pair_and_claim_helper_uses_seq_one(relay: Relay) -> None:

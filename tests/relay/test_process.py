@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import re
 import socket
 import sqlite3
@@ -16,15 +14,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from relay_server.envelope import format_id
-from tests.support import ROOT
-
-from .client import (
+from homeseal_protocol.ids import format_id
+from testbed.endpoints import (
     ROLE_CONTROLLER,
     ROLE_DEVICE,
     SESSION,
@@ -33,8 +25,12 @@ from .client import (
     open_ws,
     pair_and_claim,
 )
+from testbed.ports import free_port
+from testbed.relay import RelayProcess, run_relay_expecting_failure
+from testbed.tls import make_tls
+from tests.support import ROOT
+
 from .conftest import PASSWORD
-from .process import RelayProcess, free_port, run_relay_expecting_failure
 
 
 @pytest.fixture
@@ -42,37 +38,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     session = aiohttp.ClientSession()
     yield session
     await session.close()
-
-
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "homeseal-test-relay")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 async def post(
@@ -168,9 +133,10 @@ def test_help_documents_every_option(tmp_path: Path) -> None:
 async def test_environment_configures_relay(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     relay = RelayProcess(
         tmp_path,
+        serve=None,
         env={"HOMESEAL_RELAY_PLAIN_HTTP": "1", "HOMESEAL_RELAY_REGISTER_PER_ADDRESS": "1"},
     )
-    await relay.start(http)
+    relay.start()
     try:
         statuses = [
             (
@@ -182,35 +148,34 @@ async def test_environment_configures_relay(tmp_path: Path, http: aiohttp.Client
         ]
         assert statuses == [201, 429]
     finally:
-        assert await relay.stop() == 0
+        assert relay.stop() == 0
 
 
 async def test_key_file_created_once_and_reused(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     relay = RelayProcess(tmp_path)
-    await relay.start(http)
+    relay.start()
     key_file = tmp_path / "relay.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
     async with http.get(relay.base + "/api/v1/relay") as resp:
         first = (await resp.json())["relay_key"]
-    assert await relay.stop() == 0
-    await relay.start(http)
+    assert relay.stop() == 0
+    relay.start()
     async with http.get(relay.base + "/api/v1/relay") as resp:
         assert (await resp.json())["relay_key"] == first
-    assert await relay.stop() == 0
-    assert '"event": "listening"' in relay.log()
+    assert relay.stop() == 0
+    assert '"event": "listening"' in relay.output()
 
 
 async def test_tls(tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    cert, key = self_signed(tmp_path)
-    relay = RelayProcess(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), tls_ca=cert)
-    await relay.start(http)
+    relay = RelayProcess(tmp_path, serve=make_tls(tmp_path / "tls"))
+    relay.start()
     try:
-        token = await account(http, relay.base, "tlsuser", ssl=relay.ssl)
+        token = await account(http, relay.base, "tlsuser", ssl=relay.ssl_context())
         controller, device = Endpoint(ROLE_CONTROLLER), Endpoint(ROLE_DEVICE)
-        ctl = await connect(http, relay.ws_base, controller, token, ssl=relay.ssl)
-        dev = await connect(http, relay.ws_base, device, ssl=relay.ssl)
+        ctl = await connect(http, relay.ws_base, controller, token, ssl=relay.ssl_context())
+        dev = await connect(http, relay.ws_base, device, ssl=relay.ssl_context())
         await pair_and_claim(ctl, controller.id, dev, device.id)
         await ctl.send(SESSION, device.id, b"\x03over tls")
         await dev.expect(SESSION, controller.id, b"\x03over tls")
@@ -221,12 +186,12 @@ async def test_tls(tmp_path: Path, http: aiohttp.ClientSession) -> None:
         await ctl.close()
         await dev.close()
     finally:
-        assert await relay.stop() == 0
+        assert relay.stop() == 0
 
 
 async def test_graceful_shutdown(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     relay = RelayProcess(tmp_path)
-    await relay.start(http)
+    relay.start()
     token = await account(http, relay.base, "graceful")
     controller, device = Endpoint(ROLE_CONTROLLER), Endpoint(ROLE_DEVICE)
     ctl = await connect(http, relay.ws_base, controller, token)
@@ -247,20 +212,20 @@ async def test_graceful_shutdown(tmp_path: Path, http: aiohttp.ClientSession) ->
     assert all(f.type == SESSION for f in frames)
     await dev.expect_close(1012, wait_s=10)
     await unauthenticated.expect_close(1012, wait_s=10)
-    assert await relay.wait() == 0
-    await relay.start(http)
+    assert await asyncio.to_thread(relay.wait_exit) == 0
+    relay.start()
     status, _ = await post(
         http, relay.base + "/api/v1/tokens", {"username": "inflight", "password": PASSWORD}
     )
     assert status == 201
-    assert await relay.stop() == 0
+    assert relay.stop() == 0
 
 
 async def test_kill_9_loses_nothing_acknowledged(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     relay = RelayProcess(tmp_path)
-    await relay.start(http)
+    relay.start()
     accounts: list[str] = []
     live_tokens: dict[str, str] = {}
     revoked: list[str] = []
@@ -310,7 +275,7 @@ async def test_kill_9_loses_nothing_acknowledged(
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, Exception) for r in results)
 
-    await relay.start(http)
+    relay.start()
     try:
         assert accounts
         assert devices
@@ -335,7 +300,7 @@ async def test_kill_9_loses_nothing_acknowledged(
                 listed = (await resp.json())["devices"]
             assert [d["device_id"] for d in listed] == [format_id(device_id)]
     finally:
-        assert await relay.stop() == 0
+        assert relay.stop() == 0
     with closing(sqlite3.connect(tmp_path / "relay.sqlite3")) as db:
         stored = {bytes(r[0]) for r in db.execute("SELECT device_id FROM devices")}
     assert set(devices) <= stored

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from contextlib import closing
 
+from homeseal_protocol.ids import format_id
 from relay_server.config import RateLimit
-from relay_server.envelope import format_id
-
-from .client import (
+from testbed.endpoints import (
     CLAIM,
     CLAIMED,
     ERROR,
@@ -26,24 +23,22 @@ from .client import (
     open_ws,
     pair_and_claim,
 )
+
 from .conftest import PASSWORD, Relay, RelayFactory, claimed_pair, eventually
 
 PEER_OFFLINE, NOT_PERMITTED, RATE_LIMITED, NOT_CLAIMABLE = b"\x01", b"\x02", b"\x03", b"\x04"
 
 
 def owner_of(relay: Relay, device_id: bytes) -> int | None:
-    with closing(sqlite3.connect(relay.config.db_path)) as db:
-        row = db.execute(
-            "SELECT owner_account_id FROM devices WHERE device_id = ?", (device_id,)
-        ).fetchone()
-    return None if row is None else row[0]
+    rows = relay.rows("SELECT owner_account_id FROM devices WHERE device_id = ?", device_id)
+    return None if not rows else rows[0][0]
 
 
 async def test_pairing_flow_claims_device(relay: Relay) -> None:
     token = await relay.account("pairer")
     controller, ctl = await relay.controller(token)
     device, dev = await relay.device()
-    assert dev.auth_flags == b"\x00"  # type: ignore[attr-defined]
+    assert dev.auth_flags == b"\x00"
     # Before the claim only pairing traffic passes.
     await ctl.send(SESSION, device.id, b"\x01hs1")
     await ctl.expect(ERROR, device.id, NOT_PERMITTED)
@@ -69,7 +64,7 @@ async def test_pairing_flow_claims_device(relay: Relay) -> None:
     await dev.close()
     await ctl.expect(PRESENCE, device.id, b"\x00")
     dev = await connect(relay.http, relay.ws_base, device)
-    assert dev.auth_flags == b"\x01"  # type: ignore[attr-defined]
+    assert dev.auth_flags == b"\x01"
     await ctl.expect(PRESENCE, device.id, b"\x01")
     await dev.close()
     await ctl.close()
@@ -170,7 +165,7 @@ async def test_peer_offline(relay: Relay) -> None:
 async def test_pair_start_rate_limits(relay_factory: RelayFactory) -> None:
     relay = await relay_factory(
         limits={
-            "pair_start_per_device": RateLimit(1 / 60, 2),
+            "pair_start_per_account_device": RateLimit(1 / 60, 2),
             "pair_start_per_account": RateLimit(1 / 60, 3),
         }
     )
@@ -287,7 +282,7 @@ async def test_token_expiry_closes_controller(relay_factory: RelayFactory) -> No
 async def test_replacement(relay: Relay) -> None:
     pair = await claimed_pair(relay, "replacer")
     newer = await connect(relay.http, relay.ws_base, pair.device)
-    assert newer.auth_flags == b"\x01"  # type: ignore[attr-defined]
+    assert newer.auth_flags == b"\x01"
     await pair.dev.expect_close(4002)
     await pair.ctl.expect(PRESENCE, pair.device.id, b"\x01")
     pair.dev = newer
@@ -299,8 +294,8 @@ async def test_replacement(relay: Relay) -> None:
     pair.ctl = newer_ctl
     await pair.assert_routes()
     await asyncio.sleep(0)
-    assert len(relay.router.devices) == 1
-    assert len(relay.router.controllers) == 1
+    assert len(relay.router.registry.devices) == 1
+    assert len(relay.router.registry.controllers) == 1
 
 
 async def test_connection_cap_per_account(relay_factory: RelayFactory) -> None:
@@ -312,7 +307,7 @@ async def test_connection_cap_per_account(relay_factory: RelayFactory) -> None:
     await third.send_raw(Endpoint(ROLE_CONTROLLER).respond(third.challenge))
     await third.expect_close(4006)
     await first.close()
-    await eventually(lambda: len(relay.router.controllers) == 1)
+    await eventually(lambda: len(relay.router.registry.controllers) == 1)
     _, fourth = await relay.controller(token)
     assert (await fourth.expect_silence()) is None
     for link in (second, fourth):

@@ -3,24 +3,22 @@ everything that can go wrong before AUTH_OK."""
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
-
 import aiohttp
 import pytest
 
-from .client import (
+from homeseal_protocol.ids import endpoint_id
+from homeseal_protocol.relay_auth import compute_mac as auth_mac
+from testbed.endpoints import (
     AUTH_OK,
     AUTH_RESPONSE,
     ROLE_CONTROLLER,
     ROLE_DEVICE,
     SESSION,
     Endpoint,
-    auth_mac,
     connect,
-    endpoint_id,
     open_ws,
 )
+
 from .conftest import Relay, RelayFactory, claimed_pair
 
 # X25519 points of small order (and non-canonical encodings of them): with any of
@@ -49,8 +47,7 @@ async def test_device_auth_registers_device(relay: Relay) -> None:
     await link.send_raw(device.respond(link.challenge))
     await link.expect(AUTH_OK, bytes(10), b"\x00")  # unclaimed
     assert link.ws.protocol == "homeseal.v1"
-    with closing(sqlite3.connect(relay.config.db_path)) as db:
-        row = db.execute("SELECT public_key, owner_account_id FROM devices").fetchone()
+    row = relay.rows("SELECT public_key, owner_account_id FROM devices")[0]
     assert row == (device.pub, None)
     await link.close()
 
@@ -109,7 +106,7 @@ async def test_replayed_response_is_refused(relay: Relay) -> None:
     await second.expect_close(4001)
     # The legitimate connection was not replaced by the failed replay.
     await first.expect_silence()
-    assert relay.router.devices[device.id].ws is not None
+    assert relay.router.registry.devices[device.id].ws is not None
     await first.close()
 
 

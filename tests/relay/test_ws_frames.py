@@ -8,8 +8,7 @@ import logging
 import pytest
 
 from relay_server.config import RateLimit
-
-from .client import (
+from testbed.endpoints import (
     AUTH_CHALLENGE,
     AUTH_OK,
     AUTH_RESPONSE,
@@ -23,6 +22,7 @@ from .client import (
     SESSION,
     open_ws,
 )
+
 from .conftest import Relay, RelayFactory, claimed_pair, eventually
 
 BAD_FROM_EITHER = [
@@ -160,7 +160,9 @@ async def test_relay_survives_abrupt_disconnects(relay: Relay) -> None:
         pair = await claimed_pair(relay, f"abrupt{_}")
         for link in (pair.dev, pair.ctl):
             link.ws._response.connection.transport.abort()  # type: ignore[union-attr]
-    await eventually(lambda: len(relay.router.devices) == len(relay.router.controllers) == 1)
+    await eventually(
+        lambda: len(relay.router.registry.devices) == len(relay.router.registry.controllers) == 1
+    )
     await bystander.assert_routes()
 
 
@@ -176,7 +178,7 @@ async def test_silent_peer_is_dropped(relay_factory: RelayFactory) -> None:
     await pair.ctl.expect(PRESENCE, device.id, b"\x01")
     # It never reads, so never answers a ping: the relay drops it, the owner is told.
     await pair.ctl.expect(PRESENCE, device.id, b"\x00")
-    assert device.id not in relay.router.devices
+    assert device.id not in relay.router.registry.devices
     await silent.close()
 
 

@@ -1,1 +1,1 @@
-"""The one-command demo (`scripts/demo`) and the harness it shares with tests/e2e."""
+"""The one-command demo (`scripts/demo`): testbed.system's System, which tests/e2e runs too."""

@@ -3,7 +3,6 @@ removal — against the real relay."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,16 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.homeseal.const import CONF_CA_PEM, CONF_FINGERPRINT, DOMAIN
+from custom_components.homeseal.const import CONF_CA_PEM, CONF_FINGERPRINT, DOMAIN, SECTION_TLS
+from testbed.ha_flows import setup_account, wait_for
+from testbed.ports import free_port
+from testbed.relay import ProxiedRelay
+from testbed.tls_pipe import TlsPipe
 
-from .common import setup_account, wait_for
-from .conftest import PASSWORD, RelayProcess, free_port, run_in_thread
+from .conftest import PASSWORD, run_in_thread
 
 
-async def _logout(relay: RelayProcess, token: str) -> None:
+async def _logout(relay: ProxiedRelay, token: str) -> None:
     """Revoke a token at the relay, as another client of the account could."""
     connector = aiohttp.TCPConnector(ssl=False)
     async with (
@@ -46,19 +48,19 @@ async def _reconfigure(hass: HomeAssistant, entry: ConfigEntry) -> dict[str, Any
     )
 
 
-async def test_unload_and_reload(hass: HomeAssistant, relay: RelayProcess) -> None:
+async def test_unload_and_reload(hass: HomeAssistant, relay: ProxiedRelay) -> None:
     entry = await setup_account(hass, relay)
-    hub = entry.runtime_data.hub
+    controller = entry.runtime_data.controller
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.NOT_LOADED
-    assert not hub.connected
+    assert not controller.connected
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
     # The controller key survives the reload (it is in HA storage).
-    await wait_for(lambda: entry.runtime_data.hub.connected)
-    assert entry.runtime_data.hub.controller_id == hub.controller_id
+    await wait_for(lambda: entry.runtime_data.controller.connected)
+    assert entry.runtime_data.controller.controller_id == controller.controller_id
     await hass.config_entries.async_reload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
@@ -91,7 +93,7 @@ async def test_setup_not_ready_when_relay_unreachable(
     "tls", [{CONF_FINGERPRINT: "00" * 32}, {CONF_CA_PEM: "-----BEGIN CERTIFICATE-----\nAA\n"}]
 )
 async def test_setup_not_ready_when_tls_untrusted(
-    hass: HomeAssistant, relay: RelayProcess, tls: dict[str, str]
+    hass: HomeAssistant, relay: ProxiedRelay, tls: dict[str, str]
 ) -> None:
     entry = MockConfigEntry(
         domain=DOMAIN,
@@ -105,7 +107,7 @@ async def test_setup_not_ready_when_tls_untrusted(
 
 
 async def test_revoked_token_at_setup_starts_reauth(
-    hass: HomeAssistant, relay: RelayProcess
+    hass: HomeAssistant, relay: ProxiedRelay
 ) -> None:
     entry = await setup_account(hass, relay)
     await hass.config_entries.async_unload(entry.entry_id)
@@ -132,47 +134,49 @@ async def test_revoked_token_at_setup_starts_reauth(
 
 
 async def test_token_revoked_while_connected_starts_reauth(
-    hass: HomeAssistant, relay: RelayProcess
+    hass: HomeAssistant, relay: ProxiedRelay
 ) -> None:
     entry = await setup_account(hass, relay)
     await _logout(relay, entry.data[CONF_TOKEN])
     await wait_for(lambda: bool(hass.config_entries.flow.async_progress_by_handler(DOMAIN)))
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert flows[0]["context"]["source"] == SOURCE_REAUTH
-    assert not entry.runtime_data.hub.connected
+    assert not entry.runtime_data.controller.connected
 
 
-async def test_reconnects_after_relay_restart(hass: HomeAssistant, relay: RelayProcess) -> None:
+async def test_reconnects_after_relay_restart(hass: HomeAssistant, relay: ProxiedRelay) -> None:
     entry = await setup_account(hass, relay)
-    hub = entry.runtime_data.hub
+    controller = entry.runtime_data.controller
     run_in_thread(relay.stop_relay)
-    await wait_for(lambda: not hub.connected)
+    await wait_for(lambda: not controller.connected)
     run_in_thread(relay.start)
-    await wait_for(lambda: hub.connected, limit=60)
+    await wait_for(lambda: controller.connected, limit=60)
 
 
-async def test_reconfigure(hass: HomeAssistant, relay: RelayProcess) -> None:
+async def test_reconfigure(hass: HomeAssistant, relay: ProxiedRelay) -> None:
     entry = await setup_account(hass, relay)
-    proxies: list[tuple[subprocess.Popen[bytes], int]] = []
-    run_in_thread(lambda: proxies.append(relay.start_proxy()))
-    proxy, port = proxies[0]
+    proxies: list[TlsPipe] = []
+    run_in_thread(lambda: proxies.append(relay.open_pipe()))
+    proxy = proxies[0]
+    port = proxy.port
     try:
         result = await _reconfigure(hass, entry)
         assert result["type"] is FlowResultType.FORM
         assert result["step_id"] == "reconfigure"
         # Bad input first.
         result = await hass.config_entries.flow.async_configure(
-            result["flow_id"], {CONF_URL: "ftp://x", CONF_CA_PEM: relay.tls.ca_pem}
+            result["flow_id"], {CONF_URL: "ftp://x", SECTION_TLS: {CONF_CA_PEM: relay.tls.ca_pem}}
         )
         assert result["errors"] == {CONF_URL: "invalid_url"}
         new_url = f"https://127.0.0.1:{port}"
         result = await hass.config_entries.flow.async_configure(
-            result["flow_id"], {CONF_URL: new_url}
+            result["flow_id"], {CONF_URL: new_url, SECTION_TLS: {}}
         )
         assert result["errors"] == {"base": "tls_not_trusted"}
         # The same relay at another address, pinned by fingerprint this time.
         result = await hass.config_entries.flow.async_configure(
-            result["flow_id"], {CONF_URL: new_url, CONF_FINGERPRINT: relay.tls.fingerprint}
+            result["flow_id"],
+            {CONF_URL: new_url, SECTION_TLS: {CONF_FINGERPRINT: relay.tls.fingerprint}},
         )
         assert result["type"] is FlowResultType.ABORT
         assert result["reason"] == "reconfigure_successful"
@@ -181,22 +185,22 @@ async def test_reconfigure(hass: HomeAssistant, relay: RelayProcess) -> None:
         assert entry.data[CONF_FINGERPRINT] == relay.tls.fingerprint
         assert CONF_CA_PEM not in entry.data
         assert entry.state is ConfigEntryState.LOADED
-        await wait_for(lambda: entry.runtime_data.hub.connected)
+        await wait_for(lambda: entry.runtime_data.controller.connected)
         await hass.config_entries.async_unload(entry.entry_id)
     finally:
-        run_in_thread(lambda: (proxy.kill(), proxy.wait()))
+        run_in_thread(proxy.stop)
 
 
 async def test_reconfigure_to_another_relay_is_refused(
-    hass: HomeAssistant, relay: RelayProcess, tmp_path: Path
+    hass: HomeAssistant, relay: ProxiedRelay, tmp_path: Path
 ) -> None:
     entry = await setup_account(hass, relay)
-    other = RelayProcess(tmp_path, relay.tls)
+    other = ProxiedRelay(tmp_path / "other-relay", relay.tls)
     run_in_thread(other.start)
     try:
         result = await _reconfigure(hass, entry)
         result = await hass.config_entries.flow.async_configure(
-            result["flow_id"], {CONF_URL: other.url, CONF_CA_PEM: relay.tls.ca_pem}
+            result["flow_id"], {CONF_URL: other.url, SECTION_TLS: {CONF_CA_PEM: relay.tls.ca_pem}}
         )
         assert result["type"] is FlowResultType.ABORT
         assert result["reason"] == "wrong_relay"
@@ -204,25 +208,51 @@ async def test_reconfigure_to_another_relay_is_refused(
         run_in_thread(other.stop)
 
 
-async def test_remove_entry_logs_out(hass: HomeAssistant, relay: RelayProcess) -> None:
+async def test_remove_entry_logs_out(hass: HomeAssistant, relay: ProxiedRelay) -> None:
     entry = await setup_account(hass, relay)
     token = entry.data[CONF_TOKEN]
     api = entry.runtime_data.api
     await hass.config_entries.async_remove(entry.entry_id)
     await hass.async_block_till_done()
-    from custom_components.homeseal.client.api import Unauthorized  # noqa: PLC0415
+    from custom_components.homeseal.vendor.homeseal_protocol.client.api import Unauthorized  # noqa: PLC0415
 
     with pytest.raises(Unauthorized):
         await api.devices(token)
 
 
-async def test_reconfigure_with_revoked_token(hass: HomeAssistant, relay: RelayProcess) -> None:
+async def test_reconfigure_with_revoked_token(hass: HomeAssistant, relay: ProxiedRelay) -> None:
     entry = await setup_account(hass, relay)
     await hass.config_entries.async_unload(entry.entry_id)
     await _logout(relay, entry.data[CONF_TOKEN])
     result = await _reconfigure(hass, entry)
     result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_URL: relay.url, CONF_CA_PEM: relay.tls.ca_pem}
+        result["flow_id"], {CONF_URL: relay.url, SECTION_TLS: {CONF_CA_PEM: relay.tls.ca_pem}}
     )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"base": "invalid_auth"}
+
+
+@pytest.mark.parametrize(
+    ("failure", "error"),
+    [("TlsNotTrusted", "tls_not_trusted"), ("CannotConnect", "cannot_connect")],
+)
+async def test_reconfigure_relay_fails_after_answering(
+    hass: HomeAssistant,
+    relay: ProxiedRelay,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: str,
+    error: str,
+) -> None:
+    entry = await setup_account(hass, relay)
+    from custom_components.homeseal.vendor import homeseal_protocol  # noqa: PLC0415
+
+    async def devices(self: homeseal_protocol.RelayApi, token: str) -> None:
+        raise getattr(homeseal_protocol, failure)("broken")
+
+    monkeypatch.setattr(homeseal_protocol.RelayApi, "devices", devices)
+    result = await _reconfigure(hass, entry)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {CONF_URL: relay.url, SECTION_TLS: {CONF_CA_PEM: relay.tls.ca_pem}}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": error}

@@ -1,16 +1,55 @@
-# Unit checks of firmware modules, run on the MicroPython unix port by
-# tests/firmware/test_units.py. Each check prints "ok <name>"; any failure
-# raises (non-zero exit fails the pytest test with this output).
+# Unit checks of firmware modules, run once on the MicroPython unix port by
+# tests/firmware/test_units.py, which makes one pytest test of each check.
+#
+#   micropython units.py STATE_DIR
+#
+# Every check is a function registered with @check("name") -- or, with
+# cases=(("case name", arg, ...), ...), one check per case named
+# "name case name" -- that returns True or raises. The names and cases are
+# literals: test_units.py reads them from this file (with ast) to collect the
+# tests without starting MicroPython. Each check prints "ok NAME" or
+# "FAIL NAME: why", and a failing check does not stop the others; "done" ends
+# the run.
 import asyncio
+import os
+import sys
 import time
 
-from homeseal import config, entities, envelope, messages, noise, relay, session, ws
+from homeseal import (
+    bootstate,
+    config,
+    entities,
+    envelope,
+    ids,
+    messages,
+    noise,
+    pairing,
+    relay,
+    session,
+    store,
+    ws,
+    x25519,
+)
+
+STATE_DIR = sys.argv[1]
+_CHECKS = []
 
 
-def check(name, cond):
+def check(name, cases=None):
+    def register(fn):
+        if cases is None:
+            _CHECKS.append((name, fn, ()))
+        else:
+            for case in cases:
+                _CHECKS.append((name + " " + case[0], fn, case[1:]))
+        return fn
+
+    return register
+
+
+def expect(cond, what):
     if not cond:
-        raise AssertionError(name)
-    print("ok", name)
+        raise AssertionError(what)
 
 
 def raises(exc, fn, *args):
@@ -21,60 +60,172 @@ def raises(exc, fn, *args):
     return False
 
 
-# -- envelope
-check("envelope short", raises(envelope.EnvelopeError, envelope.parse, b"\x20" * 10))
-check("envelope type", raises(envelope.EnvelopeError, envelope.parse, b"\x02" + bytes(10)))
-check("envelope big", raises(envelope.EnvelopeError, envelope.parse, b"\x20" + bytes(4096)))
-t, peer, payload = envelope.parse(b"\x20" + b"P" * 10 + b"xyz")
-check("envelope parse", (t, peer, bytes(payload)) == (0x20, b"P" * 10, b"xyz"))
-check("envelope header", bytes(envelope.header(0x30, b"Q" * 10)) == b"\x30" + b"Q" * 10)
+# ------------------------------------------------------------ envelope
 
-# -- websocket accept key (RFC 6455 §1.3 example), SHA-1 fallback
-check("ws accept", ws.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
 
-# -- backoff: uniform in [0, min(60 s, 2^attempt s)]
-for attempt, cap in ((0, 1000), (3, 8000), (6, 60000), (30, 60000)):
-    values = [relay.backoff_ms(attempt) for _ in range(300)]
-    check(f"backoff {attempt}", min(values) >= 0 and cap // 2 < max(values) <= cap)
+@check("envelope short")
+def _():
+    return raises(envelope.EnvelopeError, envelope.parse, b"\x20" * 10)
 
-# -- URLs
-check("url default path", config.parse_url("ws://h:81") == (False, "h", 81, "/ws/device"))
-check(
-    "url wss",
-    config.parse_url("wss://r.example/x/ws/device") == (True, "r.example", 443, "/x/ws/device"),
+
+@check("envelope type")
+def _():
+    return raises(envelope.EnvelopeError, envelope.parse, b"\x02" + bytes(10))
+
+
+@check("envelope big")
+def _():
+    return raises(envelope.EnvelopeError, envelope.parse, b"\x20" + bytes(4096))
+
+
+@check("envelope parse")
+def _():
+    t, peer, payload = envelope.parse(b"\x20" + b"P" * 10 + b"xyz")
+    return (t, peer, bytes(payload)) == (0x20, b"P" * 10, b"xyz")
+
+
+@check("envelope header")
+def _():
+    return bytes(envelope.header(0x30, b"Q" * 10)) == b"\x30" + b"Q" * 10
+
+
+# ------------------------------------------------------------ websocket accept key
+
+
+@check("ws accept")
+def _():
+    # RFC 6455 §1.3's example; this build has no hashlib.sha1: the fallback runs.
+    return ws.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+
+
+@check(
+    "ws sha1 fallback",
+    cases=(
+        ("empty", b"", "da39a3ee5e6b4b0d3255bfef95601890afd80709"),
+        ("abc", b"abc", "a9993e364706816aba3e25717850c26c9cd0d89d"),
+        (
+            "two blocks",
+            b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+            "84983e441c3bd26ebaae4aa1f95129e5e54670f1",
+        ),
+    ),
 )
-check("url ipv6", config.parse_url("ws://[::1]:8443/") == (False, "::1", 8443, "/ws/device"))
-check("url bad", raises(config.ConfigError, config.parse_url, "ws://h:port"))
-
-# -- messages: strict parsing
-good = b'{"t":"command","id":5,"key":"lamp","action":"turn_on","brightness":9}'
-check("parse command", messages.parse(good)["brightness"] == 9)
-for bad in (
-    b'{"t":"command","id":5,"key":"lamp"}',  # missing action
-    b'{"t":"command","id":0,"key":"lamp","action":"x"}',  # id out of range
-    b'{"t":"command","id":5,"key":"lamp","action":"x","extra":1}',
-    b'{"t":"command","id":5,"key":"lamp","action":"turn_on","brightness":256}',
-    b'{"t":"command","id":5,"key":"lamp","action":"turn_off","brightness":3}',
-    b'{"t":"ping","id":1.5}',
-    b'{"t":"describe","id":1}',  # a device message is not accepted from a controller
-    b'{"t":"ping"}',
-    b"[]",
-    b"\xff\xfe",
-    b'{"t":"ping","id":1}' + b" " * 3072,
-):
-    check(f"reject {bad[:30]!r}", raises(messages.MessageError, messages.parse, bad))
-check("result ok", messages.result(3) == b'{"t":"result","id":3,"ok":true}')
-
-# -- the result cache keeps the last 32 ids
-cache = messages.ResultCache(32)
-for i in range(1, 34):
-    cache.put(i, None if i % 2 else "bad_value")
-check("cache evicts oldest", cache.find(1) == -1)
-check("cache keeps the last 32", cache.error(cache.find(2)) == "bad_value")
-check("cache keeps the newest", cache.find(33) >= 0 and cache.error(cache.find(33)) is None)
+def _(data, digest):
+    # FIPS 180-4's examples (the schedule is the 16-word ring of §6.1.3).
+    return ws._sha1(data) == bytes.fromhex(digest)
 
 
-# -- entities with a fake hardware layer
+# ------------------------------------------------------------ backoff
+
+
+@check("backoff", cases=(("0", 0, 1000), ("3", 3, 8000), ("6", 6, 60000), ("30", 30, 60000)))
+def _(attempt, cap):
+    # Uniform in [0, min(60 s, 2^attempt s)].
+    values = [relay.backoff_ms(attempt) for _ in range(300)]
+    return min(values) >= 0 and cap // 2 < max(values) <= cap
+
+
+# ------------------------------------------------------------ URLs
+
+
+@check("url default path")
+def _():
+    return config.parse_url("ws://h:81") == (False, "h", 81, "/ws/device")
+
+
+@check("url wss")
+def _():
+    return config.parse_url("wss://r.example/x/ws/device") == (
+        True,
+        "r.example",
+        443,
+        "/x/ws/device",
+    )
+
+
+@check("url ipv6")
+def _():
+    return config.parse_url("ws://[::1]:8443/") == (False, "::1", 8443, "/ws/device")
+
+
+@check("url bad")
+def _():
+    return raises(config.ConfigError, config.parse_url, "ws://h:port")
+
+
+# ------------------------------------------------------------ messages: strict parsing
+
+
+@check("parse command")
+def _():
+    good = b'{"t":"command","id":5,"key":"lamp","action":"turn_on","brightness":9}'
+    return messages.parse(good)["brightness"] == 9
+
+
+@check(
+    "reject",
+    cases=(
+        ("missing action", b'{"t":"command","id":5,"key":"lamp"}'),
+        ("id out of range", b'{"t":"command","id":0,"key":"lamp","action":"x"}'),
+        ("extra field", b'{"t":"command","id":5,"key":"lamp","action":"x","extra":1}'),
+        (
+            "brightness 256",
+            b'{"t":"command","id":5,"key":"lamp","action":"turn_on","brightness":256}',
+        ),
+        (
+            "brightness off",
+            b'{"t":"command","id":5,"key":"lamp","action":"turn_off","brightness":3}',
+        ),
+        ("float id", b'{"t":"ping","id":1.5}'),
+        ("device type", b'{"t":"describe","id":1}'),
+        ("no id", b'{"t":"ping"}'),
+        ("not an object", b"[]"),
+        ("not UTF-8", b"\xff\xfe"),
+    ),
+)
+def _(bad):
+    return raises(messages.MessageError, messages.parse, bad)
+
+
+@check("reject too long")
+def _():
+    return raises(messages.MessageError, messages.parse, b'{"t":"ping","id":1}' + b" " * 3072)
+
+
+@check("result ok")
+def _():
+    return messages.result(3) == b'{"t":"result","id":3,"ok":true}'
+
+
+# ------------------------------------------------------------ the result cache
+
+
+def _cache():
+    cache = messages.ResultCache(32)
+    for i in range(1, 34):
+        cache.put(i, None if i % 2 else "bad_value")
+    return cache
+
+
+@check("cache evicts oldest")
+def _():
+    return _cache().find(1) == -1
+
+
+@check("cache keeps the last 32")
+def _():
+    cache = _cache()
+    return cache.error(cache.find(2)) == "bad_value"
+
+
+@check("cache keeps the newest")
+def _():
+    cache = _cache()
+    return cache.find(33) >= 0 and cache.error(cache.find(33)) is None
+
+
+# ------------------------------------------------------------ entities with a fake hardware layer
+
 LEVEL = {}
 
 
@@ -88,58 +239,975 @@ class FakeHw:
             return LEVEL[self.pin]
 
 
-d = entities.Debounced(FakeHw, 4, 50)
-t0 = time.ticks_ms()
-LEVEL[4] = 0
-check("debounce waits", not d.poll(t0) and not d.poll(t0 + 30))
-LEVEL[4] = 1  # a 30 ms glitch: ignored
-check("debounce glitch", not d.poll(t0 + 40) and not d.poll(t0 + 100) and d.level == 1)
-LEVEL[4] = 0
-d.poll(t0 + 200)
-check("debounce settles", d.poll(t0 + 260) and d.level == 0)
+@check("debounce")
+def _():
+    LEVEL[4] = 1
+    d = entities.Debounced(FakeHw, 4, 50)
+    t0 = time.ticks_ms()
+    LEVEL[4] = 0
+    expect(not d.poll(t0) and not d.poll(t0 + 30), "a level held 30 ms counted")
+    LEVEL[4] = 1  # a 30 ms glitch: ignored
+    expect(not d.poll(t0 + 40) and not d.poll(t0 + 100) and d.level == 1, "a glitch counted")
+    LEVEL[4] = 0
+    d.poll(t0 + 200)
+    expect(d.poll(t0 + 260) and d.level == 0, "a level held 60 ms did not count")
+    return True
 
-button_cfg = {"pin": 0, "inverted": False, "long_press_ms": 300, "factory_reset_ms": 1000}
-b = entities.PairingButton(button_cfg, FakeHw)
-LEVEL[0] = 0
-events = [b.poll(t0 + ms) for ms in range(0, 1400, 20)]
-check("button events", [e for e in events if e] == ["open", "reset"])
-LEVEL[0] = 1
-b.poll(t0 + 1500)
-b.poll(t0 + 1600)
-LEVEL[0] = 0
-events = [b.poll(t0 + 2000 + ms) for ms in range(0, 500, 20)]
-check("button short hold", [e for e in events if e] == ["open"])
 
-# -- session limits: 2^20 messages per direction, 24 hours
-c1 = noise.CipherState(bytes(32))
-c2 = noise.CipherState(bytes(32))
-s = session.Session(b"C" * 10, c1, c2)
-ct = noise.CipherState(bytes(32)).encrypt_with_ad(b"", b"hi")
-check("session decrypt", s.decrypt(ct) == b"hi")
-c2.n = session.MAX_MESSAGES
-check("session rx limit", raises(session.LimitReached, s.decrypt, ct))
-c1.n = session.MAX_MESSAGES
-check("session tx limit", raises(session.LimitReached, s.encrypt, b"x"))
-s = session.Session(b"C" * 10, noise.CipherState(bytes(32)), noise.CipherState(bytes(32)))
-s._t0 = time.ticks_add(time.ticks_ms(), -session.MAX_AGE_MS)
-check("session age limit", raises(session.LimitReached, s.encrypt, b"x"))
-check("handshake length", raises(ValueError, session.respond, None, None, b"", b"", bytes(47)))
+@check("button events")
+def _():
+    LEVEL[0] = 1
+    cfg = {"pin": 0, "inverted": False, "long_press_ms": 300, "factory_reset_ms": 1000}
+    b = entities.PairingButton(cfg, FakeHw)
+    t0 = time.ticks_ms()
+    LEVEL[0] = 0
+    events = [b.poll(t0 + ms) for ms in range(0, 1400, 20)]
+    expect([e for e in events if e] == ["open", "reset"], "a long hold: %r" % events)
+    LEVEL[0] = 1
+    b.poll(t0 + 1500)
+    b.poll(t0 + 1600)
+    LEVEL[0] = 0
+    events = [b.poll(t0 + 2000 + ms) for ms in range(0, 500, 20)]
+    expect([e for e in events if e] == ["open"], "a short hold: %r" % events)
+    return True
 
-# -- CA files: PEM blocks (a chain) or DER
-pem = b"-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n" * 2
-check("ca pem chain", relay._ca_certs(pem) == [b"\x00\x01\x02", b"\x00\x01\x02"])
-check("ca der", relay._ca_certs(b"\x30\x82\x01") == [b"\x30\x82\x01"])
-# -- CLAIM/RELEASE authentication (PROTOCOL §4.1): seq ‖ HMAC(k_ctl, type ‖ peer ‖ seq),
-# values from CPython's hmac; seq beyond 2^30 still encodes (31-bit small ints on boards)
-k_ctl = bytes(range(32))
-h = bytes.fromhex
-for ftype, seq, mac in (
-    (0x30, 1, "b9f19bd7e9bf27f7714ad62a9a5769d6f9b8c0ca3071c4852877e3ce3ab63dc1"),
-    (0x32, 0x7F020304, "4af31652cfa4e0f71284d65f32cae5f6cb4cd8ece19240597cafb9ed06cb5754"),
-    (0x32, 0x81020304, "c8406451332b096e2827a0f87a6a477cc258a1906489b0c9ad98fb30243fdaf5"),
-):
-    got = relay.control_payload(k_ctl, ftype, b"R" * 10, seq)
-    check(f"control payload {seq:x}", got == seq.to_bytes(4, "big") + h(mac))
+
+# ------------------------------------------------------------ session limits
+
+
+@check("session decrypt")
+def _():
+    s = session.Session(b"C" * 10, noise.CipherState(bytes(32)), noise.CipherState(bytes(32)))
+    return s.decrypt(noise.CipherState(bytes(32)).encrypt_with_ad(b"", b"hi")) == b"hi"
+
+
+@check("session rx limit")
+def _():
+    c2 = noise.CipherState(bytes(32))
+    s = session.Session(b"C" * 10, noise.CipherState(bytes(32)), c2)
+    c2.n = session.MAX_MESSAGES
+    return raises(session.LimitReached, s.decrypt, bytes(20))
+
+
+@check("session tx limit")
+def _():
+    c1 = noise.CipherState(bytes(32))
+    s = session.Session(b"C" * 10, c1, noise.CipherState(bytes(32)))
+    c1.n = session.MAX_MESSAGES
+    return raises(session.LimitReached, s.encrypt, b"x")
+
+
+@check("session age limit")
+def _():
+    s = session.Session(b"C" * 10, noise.CipherState(bytes(32)), noise.CipherState(bytes(32)))
+    s._t0 = time.ticks_add(time.ticks_ms(), -session.MAX_AGE_MS)
+    return raises(session.LimitReached, s.encrypt, b"x")
+
+
+@check("handshake length")
+def _():
+    return raises(ValueError, session.respond, None, None, b"", b"", bytes(47))
+
+
+# ------------------------------------------------------------ the session responder
+# The controller is the firmware's own Noise initiator; the wire bytes are the
+# ones PROTOCOL.md §6 gives (kind 0x01..0x04, RESET reasons 1..6).
+
+DEV = noise.generate_keypair()
+CTL = noise.generate_keypair()
+DEV_ID = b"D" * 10
+CTL_ID = b"C" * 10
+OTHER_ID = b"O" * 10
+PING = b'{"t":"ping","id":1}'
+CTL_ID_REAL = ids.endpoint_id(CTL[1])
+
+
+def _logs():
+    out = []
+    return out, out.append
+
+
+def _responder(log=None, precompute=True):
+    r = session.Responder(DEV, DEV_ID, log or (lambda m: None))
+    r.pin(CTL_ID, CTL[1])
+    while precompute and r.precompute():
+        pass
+    return r
+
+
+def _initiator():
+    hs = noise.HandshakeState(
+        session.PROTOCOL_NAME, True, session.PROLOGUE + DEV_ID + CTL_ID, s=CTL, rs=DEV[1]
+    )
+    return hs, b"\x01" + hs.write_message(b"")
+
+
+def _handshake(r, hs1=None):
+    """HANDSHAKE1 to r and its HANDSHAKE2: the controller's (send, receive)."""
+    hs, msg = _initiator()
+    reply, message, opened = r.receive(CTL_ID, hs1 or msg)
+    expect(not opened and message is None, "opened by HANDSHAKE1")
+    expect(reply[0] == 0x02 and len(reply) == 49, "no HANDSHAKE2: %r" % reply)
+    expect(hs.read_message(reply[1:]) == b"", "HANDSHAKE2 payload")
+    return hs.transport()
+
+
+def _open(r):
+    """A controller's (send, receive) CipherStates for a new session with r,
+    confirmed by a first ping (§6)."""
+    send, recv = _handshake(r)
+    out = r.receive(CTL_ID, b"\x03" + send.encrypt_with_ad(b"", PING))
+    expect(out == (None, PING, True), "the first message did not open it: %r" % (out,))
+    return send, recv
+
+
+@check("responder precompute")
+def _():
+    r = session.Responder(DEV, DEV_ID, lambda m: None)
+    expect(not r.precompute(), "work without a controller")
+    r.pin(CTL_ID, CTL[1])
+    expect(r.precompute() and r._e is not None and r._ss is None, "the ephemeral key first")
+    expect(r.precompute() and r._ss == noise.static_dh(DEV, CTL[1]), "then DH(s, rs)")
+    expect(not r.precompute(), "work left after both")
+    return True
+
+
+@check("responder handshake uses the pre-generated e")
+def _():
+    r = _responder()
+    e_pub = r._e[1]
+    reply, _, _ = r.receive(CTL_ID, _initiator()[1])
+    # HANDSHAKE2 is `e, ee, se`: its first 32 bytes are the responder's e.
+    return reply[1:33] == e_pub and r._e is None and r._pending is not None
+
+
+@check("responder handshake uses the cached ss")
+def _():
+    r = _responder()
+    r._ss = bytes(32)  # not DH(s, rs): a handshake that used it cannot succeed
+    e = r._e
+    reply, _, opened = r.receive(CTL_ID, _initiator()[1])
+    # A failed HANDSHAKE1 never used e (no HANDSHAKE2 was written): it is kept.
+    return not opened and reply == b"\x04\x02" and r._e is e and r._pending is None
+
+
+@check("responder handshake without precomputation")
+def _():
+    _open(_responder(precompute=False))
+    return True
+
+
+@check("responder transport both ways")
+def _():
+    r = _responder()
+    send, recv = _open(r)
+    ping2 = b'{"t":"ping","id":2}'
+    reply, message, opened = r.receive(CTL_ID, b"\x03" + send.encrypt_with_ad(b"", ping2))
+    expect((reply, message, opened) == (None, ping2, False), "controller -> device")
+    out = r.seal(b'{"t":"pong","id":1}')
+    expect(out[0] == 0x03, "TRANSPORT kind")
+    return recv.decrypt_with_ad(b"", out[1:]) == b'{"t":"pong","id":1}'
+
+
+@check("responder bad HANDSHAKE1 keeps the session")
+def _():
+    logs, log = _logs()
+    r = _responder(log)
+    send, _ = _open(r)
+    for bad in (b"\x01" + os.urandom(48), b"\x01" + bytes(47), b"\x01"):
+        reply, message, opened = r.receive(CTL_ID, bad)
+        expect((reply, message, opened) == (b"\x04\x02", None, False), "reply %r" % reply)
+    expect(r.is_open and "handshake failed" in logs, "session or log")
+    _, message, _ = r.receive(CTL_ID, b"\x03" + send.encrypt_with_ad(b"", PING))
+    return message == PING
+
+
+@check("responder new handshake replaces the session")
+def _():
+    r = _responder()
+    _open(r)
+    r.precompute()
+    send, _ = _open(r)
+    return r.receive(CTL_ID, b"\x03" + send.encrypt_with_ad(b"", PING))[1] == PING
+
+
+@check("responder not paired")
+def _():
+    r = _responder()
+    _open(r)
+    hs1 = _initiator()[1]
+    expect(r.receive(OTHER_ID, hs1) == (b"\x04\x03", None, False), "another controller")
+    expect(r.receive(OTHER_ID, b"\x03" + bytes(20)) == (b"\x04\x03", None, False), "its TRANSPORT")
+    unpaired = session.Responder(DEV, DEV_ID, lambda m: None)
+    expect(unpaired.receive(CTL_ID, hs1) == (b"\x04\x03", None, False), "an unpaired device")
+    return r.is_open
+
+
+@check("responder RESET only logged")
+def _():
+    logs, log = _logs()
+    r = _responder(log)
+    _open(r)
+    out = r.receive(CTL_ID, b"\x04\x01")
+    return (
+        out == (None, None, False)
+        and r.is_open
+        and logs[-1] == "session reset by controller (ignored)"
+    )
+
+
+@check("responder unknown kind and empty payload")
+def _():
+    r = _responder()
+    _open(r)
+    expect(r.receive(CTL_ID, b"\x09abc") == (b"\x04\x05", None, False), "unknown kind")
+    expect(r.receive(CTL_ID, b"") == (b"\x04\x05", None, False), "empty")
+    expect(r.receive(OTHER_ID, b"") == (b"\x04\x05", None, False), "empty, from anyone")
+    return r.is_open
+
+
+@check("responder no session")
+def _():
+    return _responder().receive(CTL_ID, b"\x03" + bytes(40)) == (b"\x04\x01", None, False)
+
+
+@check("responder decrypt failure ends the session")
+def _():
+    logs, log = _logs()
+    r = _responder(log)
+    send, _ = _open(r)
+    good = send.encrypt_with_ad(b"", PING)
+    flipped = bytearray(send.encrypt_with_ad(b"", PING))
+    flipped[3] ^= 1
+    expect(r.receive(CTL_ID, b"\x03" + flipped) == (b"\x04\x06", None, False), "flipped bit")
+    expect(not r.is_open and logs[-1] == "session closed: decrypt failed", "closed")
+    return r.receive(CTL_ID, b"\x03" + good) == (b"\x04\x01", None, False)
+
+
+@check("responder protocol error ends the session")
+def _():
+    logs, log = _logs()
+    r = _responder(log)
+    _open(r)
+    out = r.protocol_error("unknown type")
+    return (
+        out == b"\x04\x05"
+        and not r.is_open
+        and logs[-1] == "session closed: protocol error: unknown type"
+    )
+
+
+@check("responder limits")
+def _():
+    logs, log = _logs()
+    r = _responder(log)
+    send, _ = _open(r)
+    r._session._rx.n = session.MAX_MESSAGES
+    out = r.receive(CTL_ID, b"\x03" + send.encrypt_with_ad(b"", PING))
+    expect(out == (b"\x04\x04", None, False) and not r.is_open, "receive limit")
+    r.precompute()
+    _open(r)
+    r._session._tx.n = session.MAX_MESSAGES
+    expect(r.seal(PING) == b"\x04\x04" and not r.is_open, "send limit")
+    expect(logs[-1] == "session closed: limit reached", "log")
+    return r.seal(PING) is None
+
+
+@check("responder pin ends the session")
+def _():
+    r = _responder()
+    _open(r)
+    r.pin(None, None)
+    expect(not r.is_open and r.peer is None and r._e is None and not r.precompute(), "unpinned")
+    return r.receive(CTL_ID, _initiator()[1]) == (b"\x04\x03", None, False)
+
+
+def _ct(send, msg=PING):
+    return b"\x03" + send.encrypt_with_ad(b"", msg)
+
+
+@check("l2 replayed HANDSHAKE1 keeps the live session")
+def _():
+    r = _responder()
+    hs, hs1 = _initiator()
+    reply, _, _ = r.receive(CTL_ID, hs1)
+    hs.read_message(reply[1:])
+    send, recv = hs.transport()
+    expect(r.receive(CTL_ID, _ct(send)) == (None, PING, True), "first message")
+    # The same HANDSHAKE1 again (a relay or a link attacker): a pending session
+    # and its HANDSHAKE2, nothing more.
+    r.precompute()
+    reply, message, opened = r.receive(CTL_ID, hs1)
+    expect(reply[0] == 0x02 and message is None and not opened, "answer %r" % reply)
+    expect(r.is_open and r._pending is not None, "live session kept")
+    for i in range(3):
+        expect(r.receive(CTL_ID, _ct(send)) == (None, PING, False), "message %d" % i)
+        out = r.seal(b'{"t":"pong","id":1}')
+        pong = recv.decrypt_with_ad(b"", out[1:])
+        expect(pong == b'{"t":"pong","id":1}', "sealed in the live one")
+    return r.is_open
+
+
+@check("l2 first message under the new keys confirms the handshake")
+def _():
+    logs, log = _logs()
+    r = _responder(log)
+    old_send, old_recv = _open(r)
+    r.precompute()
+    send, recv = _handshake(r)
+    # The old session goes on until the new one is confirmed; nothing is
+    # sealed in the pending one.
+    expect(r.receive(CTL_ID, _ct(old_send)) == (None, PING, False), "old session")
+    out = r.seal(PING)
+    expect(old_recv.decrypt_with_ad(b"", out[1:]) == PING, "sealed in the old session")
+    expect(r.receive(CTL_ID, _ct(send)) == (None, PING, True), "confirmation")
+    expect(r._pending is None, "still pending")
+    out = r.seal(PING)
+    expect(recv.decrypt_with_ad(b"", out[1:]) == PING, "sealed in the new session")
+    # The old session is gone: its next message decrypts with neither.
+    expect(r.receive(CTL_ID, _ct(old_send)) == (b"\x04\x06", None, False), "old after the switch")
+    return not r.is_open and logs[-1] == "session closed: decrypt failed"
+
+
+@check("l2 nothing is sealed in a pending session")
+def _():
+    r = _responder()
+    _handshake(r)
+    return not r.is_open and r.seal(PING) is None and r._pending is not None
+
+
+@check("l2 a message that decrypts with neither ends both")
+def _():
+    r = _responder()
+    _open(r)
+    r.precompute()
+    _handshake(r)
+    expect(r.receive(CTL_ID, b"\x03" + os.urandom(40)) == (b"\x04\x06", None, False), "reset")
+    expect(not r.is_open and r._pending is None, "sessions left")
+    # Without an open session, a pending one that the message fails ends too.
+    r.precompute()
+    _handshake(r)
+    expect(r.receive(CTL_ID, b"\x03" + os.urandom(40)) == (b"\x04\x06", None, False), "pending")
+    expect(r._pending is None, "pending kept")
+    return r.receive(CTL_ID, b"\x03" + bytes(40)) == (b"\x04\x01", None, False)
+
+
+@check("l2 an unconfirmed handshake is dropped after 15 s or by the next one")
+def _():
+    logs, log = _logs()
+    r = _responder(log)
+    send1, _ = _handshake(r)
+    r.precompute()
+    _handshake(r)
+    # The second HANDSHAKE1 replaced the first pending session.
+    expect(r.receive(CTL_ID, _ct(send1)) == (b"\x04\x06", None, False), "first one kept")
+    r.precompute()
+    send3, _ = _handshake(r)
+    r._pending._t0 = time.ticks_add(time.ticks_ms(), -15000)
+    r.precompute()
+    expect(r._pending is None and logs[-1] == "handshake not confirmed", "not dropped")
+    return r.receive(CTL_ID, _ct(send3)) == (b"\x04\x01", None, False)
+
+
+@check("l3 RESET is 0x04 and a reason, nothing more")
+def _():
+    r = _responder()
+    bad = r.receive(CTL_ID, b"\x01" + os.urandom(48))[0]
+    short = r.receive(CTL_ID, b"\x01" + bytes(10))[0]
+    other = r.receive(OTHER_ID, b"\x01" + os.urandom(48))[0]
+    none = r.receive(CTL_ID, b"\x03" + bytes(40))[0]
+    return (bad, short, other, none) == (b"\x04\x02", b"\x04\x02", b"\x04\x03", b"\x04\x01")
+
+
+class _CountDH:
+    """x25519.dh wrapped: counts the DHs with the device's static key."""
+
+    def __enter__(self):
+        self.n = 0
+        self._dh = x25519.dh
+
+        def dh(priv, pub):
+            if bytes(priv) == DEV[0]:
+                self.n += 1
+            return self._dh(priv, pub)
+
+        x25519.dh = dh
+        return self
+
+    def __exit__(self, *exc):
+        x25519.dh = self._dh
+
+
+@check("l4 forged HANDSHAKE1 cost at most the budget's DHs")
+def _():
+    logs, log = _logs()
+    r = _responder(log)
+    with _CountDH() as c:
+        answers = [r.receive(CTL_ID, b"\x01" + os.urandom(48))[0] for _ in range(100)]
+    # 4 answered (one static-key DH each), 96 dropped without a DH or an answer.
+    expect(answers[:4] == [b"\x04\x02"] * 4 and answers[4:] == [None] * 96, "answers")
+    expect((c.n, r.handshakes, r.dropped) == (4, 4, 96), "%d DHs" % c.n)
+    expect(logs.count("HANDSHAKE1 budget spent: dropping them until it refills") == 1, "log")
+    # Others' HANDSHAKE1 never cost a DH, budget or not.
+    with _CountDH() as c:
+        expect(r.receive(OTHER_ID, b"\x01" + os.urandom(48))[0] == b"\x04\x03", "stranger")
+    expect(c.n == 0, "a stranger's DH")
+    # A genuine handshake waits for the next token: one per 5 s.
+    hs, hs1 = _initiator()
+    expect(r.receive(CTL_ID, hs1) == (None, None, False), "answered without a token")
+    r._refill = time.ticks_add(r._refill, -5000)
+    reply, _, _ = r.receive(CTL_ID, hs1)
+    hs.read_message(reply[1:])
+    send, _ = hs.transport()
+    expect(r.receive(CTL_ID, _ct(send)) == (None, PING, True), "genuine handshake")
+    # The bucket refills to 4, never more.
+    r._refill = time.ticks_add(r._refill, -3600 * 1000)
+    with _CountDH() as c:
+        for _ in range(10):
+            r.receive(CTL_ID, b"\x01" + os.urandom(48))
+    return c.n == 4
+
+
+# ------------------------------------------------------------ pairing, sans-IO
+# A provisioning record with w0 = 0x11..11 and L = w1·P for w1 = 0x44..44
+# (computed with the client's P-256). A PAKE1 whose shareP is no point fails
+# (bad_message) after it was counted.
+
+L_HEX = (
+    "045b36890dacbd7c9a96bb74a1ee28b3d2d75b72e09a20ef25cf8e6fd8a9f0350d"
+    "0e14bed8d4682a34d83538bdff5b96e89a6666ec0db5745d02fa1210072df75a"
+)
+PROV = {"version": 1, "w0": "11" * 32, "L": L_HEX, "salt": "33" * 16, "iterations": 1000}
+VERIFIER_MODULES = ("homeseal.pairing_window", "homeseal.spake2plus", "homeseal.p256")
+
+
+def _pairing(failed=None, provisioned=True, attempt_ms=0):
+    st = store.Store(STATE_DIR)
+    st.remove(store.ATTEMPTS)
+    st.remove(store.PROVISIONING)
+    if provisioned:
+        st.write(store.PROVISIONING, PROV)
+    logs = []
+    paired = []
+    p = pairing.Pairing(
+        st, DEV_ID, DEV[1], failed or 0, lambda *a: paired.append(a), logs.append, 60000, attempt_ms
+    )
+    return p, st, logs
+
+
+def _frames(p, ftype, payload, paired=False, peer=CTL_ID):
+    return [(f[0], f[1], bytes(f[2])) for f in p.handle(ftype, peer, memoryview(payload), paired)]
+
+
+def _error(code, left, peer=CTL_ID):
+    return [(envelope.PAIR, peer, bytes((0x7F, code, left)))]
+
+
+def _loaded():
+    return [m for m in VERIFIER_MODULES if m in sys.modules]
+
+
+def _boot_state(ident=True, button=True, power_on=True, **records):
+    """bootstate.load() on a state directory holding the given records; an
+    identity (without its mark unless ident == "made") first."""
+    st = store.Store(STATE_DIR)
+    for name in (store.IDENTITY, store.ATTEMPTS, store.PAIRING, store.PROVISIONING):
+        st.remove(name)
+    if ident:
+        rec = {"version": 1, "private_key": DEV[0].hex(), "public_key": DEV[1].hex()}
+        if ident == "made":
+            rec["state_files"] = True
+        st.write(store.IDENTITY, rec)
+    for name, rec in records.items():
+        st.write(name + ".json", rec)
+    logs = []
+    out = bootstate.load(store.Store(STATE_DIR), button, power_on, logs.append)
+    return out, store.Store(STATE_DIR), logs
+
+
+@check(
+    "bootstate counter from attempts.json",
+    cases=(("none", None, 0), ("3", 3, 3), ("bad", "x", 20), ("high", 99, 20), ("max", 20, 20)),
+)
+def _(stored, failed):
+    kw = {} if stored is None else {"attempts": {"failed": stored}}
+    out, st, _ = _boot_state(**kw)
+    return out[5] == failed and st.read(store.ATTEMPTS) == {"failed": failed}
+
+
+@check("pairing reset_counter")
+def _():
+    p, st, _ = _pairing(7)
+    p.reset_counter()
+    return p.failed == 0 and st.read(store.ATTEMPTS) == {"failed": 0}
+
+
+@check("pairing paired device")
+def _():
+    p, _, _ = _pairing(2)
+    for ftype, payload in (
+        (envelope.PAIR_START, b"\x01\x01"),
+        (envelope.PAIR, b"\x03" + bytes(65)),
+        (envelope.PAIR, b""),
+    ):
+        expect(
+            _frames(p, ftype, payload, True) == _error(1, 18), "not_in_pairing_mode %r" % payload
+        )
+    expect(_frames(p, envelope.PAIR, b"\x7f\x02\x05", True) == [], "a PAIR_ERROR is not answered")
+    return _loaded() == []
+
+
+@check("pairing window loads and drops the verifier")
+def _():
+    p, _, logs = _pairing()
+    expect(_loaded() == [], "loaded before the window opened")
+    p.open_window()
+    expect(p.window_open and _loaded() == list(VERIFIER_MODULES), "not loaded: %r" % _loaded())
+    expect(logs[-1] == "pairing window open attempts_left=20", "log")
+    p.close_window("test")
+    return not p.window_open and _loaded() == [] and logs[-1] == "pairing window closed: test"
+
+
+@check("pairing unprovisioned")
+def _():
+    p, _, logs = _pairing(provisioned=False)
+    p.open_window()
+    expect(not p.window_open and logs[-1] == "pairing unavailable: not provisioned", "window")
+    return _frames(p, envelope.PAIR_START, b"\x01\x01") == _error(1, 20)
+
+
+@check("pairing params response")
+def _():
+    p, _, _ = _pairing(1)
+    p.open_window()
+    out = _frames(p, envelope.PAIR_START, b"\x01\x01")
+    p.close_window("test")
+    return out == [(envelope.PAIR, CTL_ID, b"\x02\x00\x00\x03\xe8\x10" + b"\x33" * 16 + b"\x13")]
+
+
+@check(
+    "pairing bad PAIR_START",
+    cases=(
+        ("type", b"\x03\x01", 5),
+        ("length", b"\x01\x01\x00", 5),
+        ("empty", b"", 5),
+        ("version", b"\x01\x02", 7),
+    ),
+)
+def _(payload, code):
+    p, _, _ = _pairing()
+    p.open_window()
+    out = _frames(p, envelope.PAIR_START, payload)
+    p.close_window("test")
+    return out == _error(code, 20)
+
+
+@check("pairing counts PAKE1 before answering")
+def _():
+    p, st, _ = _pairing()
+    p.open_window()
+    _frames(p, envelope.PAIR_START, b"\x01\x01")
+    out = _frames(p, envelope.PAIR, b"\x03\x04" + bytes(64))  # not on the curve
+    expect(out == _error(5, 19), "bad_message %r" % out)
+    p.close_window("test")
+    return st.read(store.ATTEMPTS) == {"failed": 1}
+
+
+@check("pairing busy")
+def _():
+    p, _, _ = _pairing()
+    p.open_window()
+    _frames(p, envelope.PAIR_START, b"\x01\x01")
+    expect(
+        _frames(p, envelope.PAIR_START, b"\x01\x01", peer=OTHER_ID) == _error(4, 20, OTHER_ID),
+        "PAIR_START",
+    )
+    expect(
+        _frames(p, envelope.PAIR, b"\x03" + bytes(65), peer=OTHER_ID) == _error(4, 20, OTHER_ID),
+        "PAIR",
+    )
+    expect(_frames(p, envelope.PAIR, b"\x7f\x01\x00", peer=OTHER_ID) == [], "PAIR_ERROR")
+    p.close_window("test")
+    return True
+
+
+@check("pairing out of order")
+def _():
+    p, _, _ = _pairing()
+    p.open_window()
+    expect(
+        _frames(p, envelope.PAIR, b"\x03" + bytes(65)) == _error(5, 20), "PAKE1 without an attempt"
+    )
+    _frames(p, envelope.PAIR_START, b"\x01\x01")
+    expect(_frames(p, envelope.PAIR, b"\x05" + bytes(80)) == _error(5, 20), "PAKE3 before PAKE1")
+    expect(_frames(p, envelope.PAIR, b"\x03" + bytes(65)) == _error(5, 20), "the attempt ended")
+    p.close_window("test")
+    return True
+
+
+@check("pairing closed window and lockout")
+def _():
+    p, _, _ = _pairing(20)
+    p.open_window()
+    expect(not p.window_open, "opened at the limit")
+    expect(_frames(p, envelope.PAIR_START, b"\x01\x01") == _error(3, 0), "locked_out")
+    expect(
+        _frames(p, envelope.PAIR, b"\x03" + bytes(65)) == _error(1, 0), "PAIR: not_in_pairing_mode"
+    )
+    p, _, _ = _pairing(19)
+    p.open_window()
+    p.close_window("test")
+    return _frames(p, envelope.PAIR_START, b"\x01\x01") == _error(1, 1)
+
+
+@check("pairing the last attempt closes the window")
+def _():
+    p, st, logs = _pairing(19)
+    p.open_window()
+    _frames(p, envelope.PAIR_START, b"\x01\x01")
+    expect(_frames(p, envelope.PAIR, b"\x03\x04" + bytes(64)) == _error(5, 0), "bad_message")
+    expect(
+        not p.window_open and logs[-1] == "pairing window closed: failed-attempt limit reached",
+        "open",
+    )
+    return st.read(store.ATTEMPTS) == {"failed": 20} and _loaded() == []
+
+
+@check("pairing window and attempt timeouts")
+def _():
+    p, _, logs = _pairing()
+    p.open_window()
+    _frames(p, envelope.PAIR_START, b"\x01\x01")
+    now = time.ticks_ms()
+    p.tick(time.ticks_add(now, 31000))
+    expect(p.window_open and logs[-1] == "pairing attempt abandoned (timeout)", "attempt")
+    p.tick(time.ticks_add(now, 61000))
+    return not p.window_open and logs[-1] == "pairing window closed: timeout" and _loaded() == []
+
+
+# L1: one attempt slot, at most ATTEMPT_MS from its PAIR_START whatever its
+# holder does; the first controller refused busy gets the next slot.
+STRANGER = b"S" * 10
+START = b"\x01\x01"
+
+
+def _expire(p):
+    p._window._until = time.ticks_add(time.ticks_ms(), -1)
+
+
+@check("l1 a restart by the holder does not renew its slot")
+def _():
+    p, _, _ = _pairing()
+    p.open_window()
+    w = p._window
+    expect(_frames(p, envelope.PAIR_START, START, peer=STRANGER)[0][2][0] == 0x02, "params")
+    until = w._until
+    time.sleep_ms(5)
+    for _ in range(5):
+        expect(_frames(p, envelope.PAIR_START, START, peer=STRANGER)[0][2][0] == 0x02, "restart")
+    expect(w._until == until, "the slot was renewed")
+    expect(time.ticks_diff(until, time.ticks_ms()) <= 30000, "slot length")  # ATTEMPT_MS
+    _expire(p)
+    # Its time is up: the next PAIR_START from anyone takes a fresh slot.
+    expect(_frames(p, envelope.PAIR_START, START)[0][2][0] == 0x02, "the owner")
+    p.close_window("test")
+    return True
+
+
+@check("l1 a restart after PAKE1 counts as a failed attempt")
+def _():
+    p, st, _ = _pairing()
+    p.open_window()
+    _frames(p, envelope.PAIR_START, START, peer=STRANGER)
+    # A valid point (L itself): PAKE2 comes back, the attempt is counted.
+    out = _frames(p, envelope.PAIR, b"\x03" + bytes.fromhex(L_HEX), peer=STRANGER)
+    expect(out[0][2][0] == 0x04, "PAKE2 %r" % out)
+    out = _frames(p, envelope.PAIR_START, START, peer=STRANGER)
+    expect(out[0][2][-1] == 19, "attempts_left %r" % out)
+    p.close_window("test")
+    return p.failed == 1 and st.read(store.ATTEMPTS) == {"failed": 1}
+
+
+@check("l1 the controller refused busy gets the next slot")
+def _():
+    p, _, logs = _pairing()
+    p.open_window()
+    _frames(p, envelope.PAIR_START, START, peer=STRANGER)
+    expect(_frames(p, envelope.PAIR_START, START) == _error(4, 20), "owner not busy")
+    # The stranger keeps restarting; then its slot ends (time, a failure, its
+    # PAIR_ERROR): the next slot is the owner's, the stranger gets busy.
+    for _ in range(20):
+        _frames(p, envelope.PAIR_START, START, peer=STRANGER)
+    _expire(p)
+    expect(
+        _frames(p, envelope.PAIR_START, START, peer=STRANGER) == _error(4, 20, STRANGER),
+        "the stranger took the owner's slot",
+    )
+    expect(logs[-1] == "pairing attempt abandoned (timeout)", "log %r" % logs[-1])
+    expect(_frames(p, envelope.PAIR_START, START)[0][2][0] == 0x02, "the owner's turn")
+    # The owner's slot runs; the stranger, refused, is next after it.
+    _frames(p, envelope.PAIR, b"\x7f\x02\x14")  # the owner gives up
+    expect(_frames(p, envelope.PAIR_START, START) == _error(4, 20), "the stranger's turn")
+    expect(_frames(p, envelope.PAIR_START, START, peer=STRANGER)[0][2][0] == 0x02, "stranger")
+    p.close_window("test")
+    return True
+
+
+@check("l1 a kept slot nobody fills ends after ATTEMPT_MS")
+def _():
+    p, _, _ = _pairing()
+    p.open_window()
+    _frames(p, envelope.PAIR_START, START, peer=STRANGER)
+    _frames(p, envelope.PAIR_START, START)  # busy: the owner is next
+    _frames(p, envelope.PAIR, b"\x7f\x02\x14", peer=STRANGER)
+    w = p._window
+    expect(w._peer == CTL_ID and w._stage == 0, "kept for the owner")
+    expect(_frames(p, envelope.PAIR_START, START, peer=STRANGER) == _error(4, 20, STRANGER), "busy")
+    _expire(p)
+    # The owner never came: the stranger (refused meanwhile) has the next slot.
+    expect(_frames(p, envelope.PAIR_START, START) == _error(4, 20), "owner after its slot")
+    expect(_frames(p, envelope.PAIR_START, START, peer=STRANGER)[0][2][0] == 0x02, "stranger")
+    p.close_window("test")
+    return True
+
+
+@check("l1 test knob: a shorter attempt slot")
+def _():
+    p, _, _ = _pairing(attempt_ms=2000)
+    p.open_window()
+    _frames(p, envelope.PAIR_START, START)
+    left = time.ticks_diff(p._window._until, time.ticks_ms())
+    p.close_window("test")
+    return 1900 < left <= 2000
+
+
+# ------------------------------------------------------------ L5: state records
+
+
+def _slots(name):
+    out = []
+    for suffix in ("", ".b", ".tmp"):
+        try:
+            with open(STATE_DIR + "/" + name + suffix) as f:
+                out.append(f.read())
+        except OSError:
+            out.append(None)
+    return out
+
+
+def _put(name, text):
+    with open(STATE_DIR + "/" + name, "w") as f:
+        f.write(text)
+
+
+@check("l5 records alternate between two slots with a seq and a sum")
+def _():
+    st = store.Store(STATE_DIR)
+    st.remove("r.json")
+    for n in range(1, 6):
+        st.write("r.json", {"n": n})
+        expect(store.Store(STATE_DIR).read("r.json") == {"n": n}, "read back %d" % n)
+    a, b, _ = _slots("r.json")
+    expect('"seq": 5' in a and '"seq": 4' in b, "slots %r %r" % (a, b))
+    expect(a.endswith('"}') and ', "sum": "' in a, "sum %r" % a)
+    # A flipped byte in the newest slot: the other one is read.
+    _put("r.json", a.replace('"n": 5', '"n": 6'))
+    expect(store.Store(STATE_DIR).read("r.json") == {"n": 4}, "corrupt newest")
+    # A truncated one, the same.
+    _put("r.json", a[:20])
+    expect(store.Store(STATE_DIR).read("r.json") == {"n": 4}, "truncated newest")
+    # The next write goes to the invalid slot, with seq 5 again (4 + 1).
+    st = store.Store(STATE_DIR)
+    st.read("r.json")
+    st.write("r.json", {"n": 7})
+    a, b, _ = _slots("r.json")
+    return '"n": 7' in a and '"seq": 5' in a and store.Store(STATE_DIR).read("r.json") == {"n": 7}
+
+
+@check("l5 a record whose first write was cut reads as never written")
+def _():
+    st = store.Store(STATE_DIR)
+    st.remove("r.json")
+    _put("r.json", '{"n": 1, "se')
+    expect(store.Store(STATE_DIR).read("r.json") is None, "first write cut")
+    _put("r.json.b", '{"n": 1, "se')
+    return raises(store.StoreError, store.Store(STATE_DIR).read, "r.json")
+
+
+@check("l5 single files of the provisioning tool and older firmware are valid slots")
+def _():
+    st = store.Store(STATE_DIR)
+    st.remove("r.json")
+    _put("r.json", '{"n": 1}')
+    expect(store.Store(STATE_DIR).read("r.json") == {"n": 1}, "plain file")
+    # The older firmware's NAME.tmp: whole, it is the newer one (its rename was cut).
+    _put("r.json.tmp", '{"n": 2}')
+    st = store.Store(STATE_DIR)
+    expect(st.read("r.json") == {"n": 2}, "the .tmp")
+    st.write("r.json", {"n": 3})
+    expect(_slots("r.json")[2] is None, "the .tmp was not removed")
+    expect(store.Store(STATE_DIR).read("r.json") == {"n": 3}, "after the write")
+    # A plain file with a seq of its own is no plain file: it needs its sum.
+    _put("r.json", '{"n": 1, "seq": 9}')
+    st.remove("r.json.b")
+    return store.Store(STATE_DIR).read("r.json") is None
+
+
+def _made_state(**records):
+    out, st, logs = _boot_state(ident="made", **records)
+    return out, st, logs
+
+
+@check("l5 first boot writes every record, the key last")
+def _():
+    st = store.Store(STATE_DIR)
+    for name in (store.IDENTITY, store.ATTEMPTS, store.PAIRING):
+        st.remove(name)
+    logs = []
+    out = bootstate.load(st, True, True, logs.append)
+    st = store.Store(STATE_DIR)
+    ident = st.read(store.IDENTITY)
+    expect(ident["state_files"] is True and ident["public_key"] == out[1].hex(), "identity")
+    expect(st.read(store.ATTEMPTS) == {"failed": 0}, "counter")
+    expect(st.read(store.PAIRING) == {"controller_id": None}, "pairing")
+    return out[2:] == (None, None, False, 0) and logs == ["first boot: generated the device key"]
+
+
+@check("l5 adoption of the provisioning tool's identity")
+def _():
+    out, st, _ = _boot_state()
+    expect(out[:2] == DEV and out[2:] == (None, None, False, 0), "state %r" % (out[2:],))
+    expect(st.read(store.IDENTITY)["state_files"] is True, "not marked")
+    # The tool's plain identity.json stays where it was (slot NAME), the mark in NAME.b.
+    a, b, _ = _slots(store.IDENTITY)
+    expect("state_files" not in a and "state_files" in b, "slots")
+    expect(st.read(store.ATTEMPTS) == {"failed": 0}, "counter")
+    return st.read(store.PAIRING)["controller_id"] is None
+
+
+@check(
+    "l5 a lost or corrupt record fails closed",
+    cases=(
+        ("counter missing", "attempts", None),
+        ("counter corrupt", "attempts", "x"),
+        ("counter out of range", "attempts", {"failed": -1}),
+        ("pairing missing", "pairing", None),
+        ("pairing corrupt", "pairing", "x"),
+        ("pairing invalid", "pairing", {"controller_id": "00", "controller_key": "11"}),
+    ),
+)
+def _(which, rec):
+    records = {"attempts": {"failed": 2}, "pairing": {"controller_id": None}}
+    if rec is None or rec == "x":
+        del records[which]
+    else:
+        records[which] = rec
+    st = store.Store(STATE_DIR)
+    for name in (store.ATTEMPTS, store.PAIRING):
+        st.remove(name)
+    if rec == "x":
+        _put(which + ".json", "{garbage")
+        _put(which + ".json.b", "{garbage")
+    out, st, logs = _made_state(**records)
+    expect(out[2:] == (None, None, False, 20), "state %r" % (out[2:],))
+    expect("lost or corrupt: pairing locked out" in logs[-1], "log %r" % logs)
+    expect(st.read(store.ATTEMPTS) == {"failed": 20}, "lockout not recorded")
+    return st.read(store.PAIRING) == {"controller_id": None}
+
+
+@check("l5 a lost pairing record with a button: locked until a long press")
+def _():
+    out, st, _ = _made_state(attempts={"failed": 0}, provisioning=PROV)
+    p = pairing.Pairing(st, DEV_ID, DEV[1], out[5], None, lambda m: None)
+    p.open_window()
+    expect(not p.window_open, "window open after a lost pairing record")
+    p.open_window(reset_counter=True)
+    ok = p.window_open
+    p.close_window("test")
+    return ok
+
+
+@check(
+    "l1 lockout cleared at power-on only without a button, unpaired",
+    cases=(
+        ("no button", False, True, None, 0),
+        ("button", True, True, None, 20),
+        ("watchdog reset", False, False, None, 20),
+        ("paired", False, True, "paired", 20),
+    ),
+)
+def _(button, power_on, paired, failed):
+    pairing_rec = {"controller_id": None}
+    if paired:
+        pairing_rec = {"controller_id": CTL_ID_REAL.hex(), "controller_key": CTL[1].hex()}
+    out, st, logs = _boot_state(
+        ident="made", button=button, power_on=power_on, attempts={"failed": 20}, pairing=pairing_rec
+    )
+    expect(out[5] == failed and st.read(store.ATTEMPTS) == {"failed": failed}, "%r" % (out,))
+    cleared = "pairing lockout cleared at power-on (no pairing button)" in logs
+    return cleared == (failed == 0)
+
+
+@check("l1 the power-on clears a lockout once per boot")
+def _():
+    unpaired = {"controller_id": None}
+    out, _, _ = _boot_state(ident="made", button=False, attempts={"failed": 20}, pairing=unpaired)
+    expect(out[5] == 0, "not cleared")
+    # Locked out again within this boot: only the next boot clears it.
+    p = pairing.Pairing(store.Store(STATE_DIR), DEV_ID, DEV[1], 19, None, lambda m: None)
+    p.set_failed(20)
+    p.open_window()
+    expect(not p.window_open, "open within the same boot")
+    logs = []
+    out = bootstate.load(store.Store(STATE_DIR), False, True, logs.append)
+    # A counter below the limit is never reset by a boot.
+    p.set_failed(3)
+    out2 = bootstate.load(store.Store(STATE_DIR), False, True, logs.append)
+    return out[5] == 0 and out2[5] == 3
+
+
+# ------------------------------------------------------------ CA files: PEM blocks (a chain) or DER
+
+
+@check("ca pem chain")
+def _():
+    pem = b"-----BEGIN CERTIFICATE-----\nAAEC\n-----END CERTIFICATE-----\n" * 2
+    return relay._ca_certs(pem) == [b"\x00\x01\x02", b"\x00\x01\x02"]
+
+
+@check("ca der")
+def _():
+    return relay._ca_certs(b"\x30\x82\x01") == [b"\x30\x82\x01"]
+
+
+# ------------------------------------------------------------ CLAIM/RELEASE authentication (§4.1)
+# seq ‖ HMAC(k_ctl, type ‖ peer ‖ seq), values from CPython's hmac; seq beyond
+# 2^30 still encodes (31-bit small ints on boards).
+
+K_CTL = bytes(range(32))
+
+
+@check(
+    "control payload",
+    cases=(
+        ("1", 0x30, 1, "b9f19bd7e9bf27f7714ad62a9a5769d6f9b8c0ca3071c4852877e3ce3ab63dc1"),
+        (
+            "7f020304",
+            0x32,
+            0x7F020304,
+            "4af31652cfa4e0f71284d65f32cae5f6cb4cd8ece19240597cafb9ed06cb5754",
+        ),
+        (
+            "81020304",
+            0x32,
+            0x81020304,
+            "c8406451332b096e2827a0f87a6a477cc258a1906489b0c9ad98fb30243fdaf5",
+        ),
+    ),
+)
+def _(ftype, seq, mac):
+    got = relay.control_payload(K_CTL, ftype, b"R" * 10, seq)
+    return got == seq.to_bytes(4, "big") + bytes.fromhex(mac)
 
 
 class _FakeWS:
@@ -155,27 +1223,38 @@ class _FakeWS:
 async def _control_sequence():
     r = relay.Relay({}, bytes(32), bytes(32), b"D" * 10, lambda m: None)
     r.ws = _FakeWS()
-    check("control needs a connection", not await r.send(envelope.CLAIM, b"C" * 10))
+    expect(not await r.send(envelope.CLAIM, b"C" * 10), "sent without a connection")
     r.connected = True
-    check("control needs k_ctl", not await r.send(envelope.CLAIM, b"C" * 10))
-    r._k_ctl = k_ctl
+    expect(not await r.send(envelope.CLAIM, b"C" * 10), "sent without k_ctl")
+    r._k_ctl = K_CTL
     # Two tasks at once still number their frames in wire order.
     await asyncio.gather(
         r.send(envelope.CLAIM, b"C" * 10, b"ignored"), r.send(envelope.RELEASE, envelope.NO_PEER)
     )
     await r.send(envelope.SESSION, b"C" * 10, b"\x03x")  # not a control frame: unchanged
     await r.send(envelope.RELEASE, envelope.NO_PEER)
-    sent = r.ws.sent
-    check("control frames sent", len(sent) == 4)
+    return r.ws.sent
+
+
+@check("control frames")
+def _():
+    sent = asyncio.run(_control_sequence())
+    expect(len(sent) == 4, "%d frames sent" % len(sent))
     seqs = []
     for hdr, payload in (sent[0], sent[1], sent[3]):
         seq = int.from_bytes(payload[0:4], "big")
         seqs.append(seq)
-        expected = relay.control_payload(k_ctl, hdr[0], hdr[1:11], seq)
-        check(f"control mac {seq}", payload == expected)
-    check("control seq 1, 2, 3", seqs == [1, 2, 3])
-    check("session payload untouched", sent[2] == (b"\x20" + b"C" * 10, b"\x03x"))
+        expected = relay.control_payload(K_CTL, hdr[0], hdr[1:11], seq)
+        expect(payload == expected, "control mac %d" % seq)
+    expect(seqs == [1, 2, 3], "seq %r" % seqs)
+    return sent[2] == (b"\x20" + b"C" * 10, b"\x03x")  # the session payload untouched
 
 
-asyncio.run(_control_sequence())
+for _name, _fn, _args in _CHECKS:
+    try:
+        _ok = _fn(*_args)
+        _why = "" if _ok is True else "returned %r" % (_ok,)
+    except Exception as e:  # each check reports, and the run goes on
+        _why = "%s: %s" % (type(e).__name__, e)
+    print("ok " + _name if not _why else "FAIL " + _name + ": " + _why)
 print("done")

@@ -39,7 +39,7 @@ def run(v):
     )
     msgs = v["messages"]
     i = 0
-    while not init.complete:
+    while not init.finished:
         writer, reader = (init, resp) if i % 2 == 0 else (resp, init)
         payload = bytes.fromhex(msgs[i]["payload"])
         ct = writer.write_message(payload)
@@ -48,8 +48,8 @@ def run(v):
         if reader.read_message(ct) != payload:
             return f"handshake message {i} payload"
         i += 1
-    if not resp.complete:
-        return "responder not complete"
+    if not resp.finished:
+        return "responder not finished"
     hh = v["handshake_hash"]
     if init.get_handshake_hash().hex() != hh or resp.get_handshake_hash().hex() != hh:
         return "handshake hash"

@@ -17,7 +17,7 @@ for kind, a, b, c, d, e, f in cases():
             print(hx(hs.read_message(a)))
         elif kind == b"write":
             line = hx(hs.write_message(a))
-            if hs.complete:
+            if hs.finished:
                 send, recv = hs.transport()
                 line += "|" + hx(hs.get_handshake_hash())
             print(line)

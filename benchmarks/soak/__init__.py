@@ -1,1 +1,0 @@
-"""Helpers of benchmarks/soak.py: the device simulator and the firmware launcher."""

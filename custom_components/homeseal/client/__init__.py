@@ -1,1 +1,0 @@
-"""HomeSeal client library: protocol and transport, no Home Assistant imports."""

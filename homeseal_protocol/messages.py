@@ -1,0 +1,293 @@
+"""Application messages inside a session (PROTOCOL §7): strict validation both ways.
+
+Unknown keys, missing fields, wrong types and unknown `t` values raise MessageError;
+the session layer answers that with `RESET protocol_error`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from .errors import MessageError
+
+MAX_MESSAGE: Final = 3072
+MAX_ID: Final = 2**31 - 1
+MAX_NAME: Final = 64
+MAX_SAFE_INT: Final = 2**53
+KEY_RE: Final = re.compile(r"[a-z0-9_]{1,32}")
+
+type EntityKind = Literal["switch", "light", "sensor", "binary_sensor", "button"]
+type StateValue = bool | float | int | LightState | None
+
+KINDS: Final[dict[str, frozenset[str]]] = {
+    "switch": frozenset(),
+    "light": frozenset(),
+    "sensor": frozenset({"device_class", "unit", "state_class"}),
+    "binary_sensor": frozenset({"device_class"}),
+    "button": frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EntityInfo:
+    """One entity from a `describe` message."""
+
+    key: str
+    kind: EntityKind
+    name: str
+    device_class: str | None = None
+    unit: str | None = None
+    state_class: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LightState:
+    on: bool
+    brightness: int
+
+
+@dataclass(frozen=True, slots=True)
+class Describe:
+    fw: str
+    model: str
+    name: str
+    entities: tuple[EntityInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    values: dict[str, StateValue]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    id: int
+    ok: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    id: int
+    key: str
+    action: str
+    brightness: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unpair:
+    id: int
+
+
+type DeviceMessage = Describe | State | Result | Ping | Pong
+type ControllerMessage = Command | Ping | Pong | Unpair
+
+
+def _fields(
+    obj: dict[str, Any], required: set[str], optional: frozenset[str] = frozenset()
+) -> None:
+    keys = set(obj)
+    if missing := required - keys:
+        raise MessageError(f"missing fields: {sorted(missing)}")
+    if extra := keys - required - optional:
+        raise MessageError(f"unknown fields: {sorted(extra)}")
+
+
+def _str(value: Any, field: str, max_len: int | None = None) -> str:
+    if not isinstance(value, str):
+        raise MessageError(f"{field} must be a string")
+    if max_len is not None and len(value) > max_len:
+        raise MessageError(f"{field} longer than {max_len}")
+    return value
+
+
+def _int(value: Any, field: str, low: int, high: int) -> int:
+    # bool is an int in Python; JSON true is not a number here.
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise MessageError(f"{field} must be an integer in {low}..{high}")
+    return value
+
+
+def _id(value: Any) -> int:
+    return _int(value, "id", 1, MAX_ID)
+
+
+def _key(value: Any) -> str:
+    key = _str(value, "key")
+    if not KEY_RE.fullmatch(key):
+        raise MessageError("key must match [a-z0-9_]{1,32}")
+    return key
+
+
+def _load(data: bytes) -> dict[str, Any]:
+    if len(data) > MAX_MESSAGE:
+        raise MessageError("message longer than 3072 bytes")
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise MessageError("not UTF-8 JSON") from err
+    if not isinstance(obj, dict):
+        raise MessageError("message must be a JSON object")
+    if not isinstance(obj.get("t"), str):
+        raise MessageError("missing message type")
+    return obj
+
+
+def _entity(obj: Any) -> EntityInfo:
+    if not isinstance(obj, dict):
+        raise MessageError("entity description must be an object")
+    kind = obj.get("kind")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise MessageError(f"unknown entity kind {kind!r}")
+    _fields(obj, {"key", "kind", "name"}, KINDS[kind])
+    extra = {f: _str(obj[f], f, MAX_NAME) for f in KINDS[kind] if f in obj}
+    return EntityInfo(
+        key=_key(obj["key"]),
+        kind=kind,  # type: ignore[arg-type]  # checked against KINDS above
+        name=_str(obj["name"], "name", MAX_NAME),
+        **extra,
+    )
+
+
+def _state_value(value: Any) -> StateValue:
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        # An int too large for a float would break HA's number handling later.
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise MessageError("state value out of range")
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise MessageError("state value must be finite")
+        return value
+    if isinstance(value, dict):
+        _fields(value, {"on", "brightness"})
+        if not isinstance(value["on"], bool):
+            raise MessageError("light on must be a bool")
+        return LightState(value["on"], _int(value["brightness"], "brightness", 0, 255))
+    raise MessageError("unsupported state value")
+
+
+def parse_device_message(data: bytes) -> DeviceMessage:
+    """Validate a plaintext a device sent to the controller."""
+    obj = _load(data)
+    match obj["t"]:
+        case "describe":
+            _fields(obj, {"t", "fw", "model", "name", "entities"})
+            if not isinstance(obj["entities"], list):
+                raise MessageError("entities must be a list")
+            entities = tuple(_entity(e) for e in obj["entities"])
+            if len({e.key for e in entities}) != len(entities):
+                raise MessageError("duplicate entity key")
+            return Describe(
+                fw=_str(obj["fw"], "fw", MAX_NAME),
+                model=_str(obj["model"], "model", MAX_NAME),
+                name=_str(obj["name"], "name", MAX_NAME),
+                entities=entities,
+            )
+        case "state":
+            _fields(obj, {"t", "s"})
+            if not isinstance(obj["s"], dict):
+                raise MessageError("s must be an object")
+            return State({_key(k): _state_value(v) for k, v in obj["s"].items()})
+        case "result":
+            _fields(obj, {"t", "id", "ok"}, frozenset({"error"}))
+            if not isinstance(obj["ok"], bool):
+                raise MessageError("ok must be a bool")
+            error = _str(obj["error"], "error", MAX_NAME) if "error" in obj else None
+            return Result(_id(obj["id"]), obj["ok"], error)
+        case "ping":
+            _fields(obj, {"t", "id"})
+            return Ping(_id(obj["id"]))
+        case "pong":
+            _fields(obj, {"t", "id"})
+            return Pong(_id(obj["id"]))
+    raise MessageError(f"unknown message type {obj['t']!r} from a device")
+
+
+def parse_controller_message(data: bytes) -> ControllerMessage:
+    """Validate a plaintext a controller sent (the device side's rules, for tests and tools)."""
+    obj = _load(data)
+    match obj["t"]:
+        case "command":
+            _fields(obj, {"t", "id", "key", "action"}, frozenset({"brightness"}))
+            action = _str(obj["action"], "action", MAX_NAME)
+            brightness = None
+            if "brightness" in obj:
+                if action != "turn_on":
+                    raise MessageError("brightness only with turn_on")
+                brightness = _int(obj["brightness"], "brightness", 0, 255)
+            return Command(_id(obj["id"]), _key(obj["key"]), action, brightness)
+        case "ping":
+            _fields(obj, {"t", "id"})
+            return Ping(_id(obj["id"]))
+        case "pong":
+            _fields(obj, {"t", "id"})
+            return Pong(_id(obj["id"]))
+        case "unpair":
+            _fields(obj, {"t", "id"})
+            return Unpair(_id(obj["id"]))
+    raise MessageError(f"unknown message type {obj['t']!r} from a controller")
+
+
+def encode(message: ControllerMessage | DeviceMessage) -> bytes:
+    """Serialize a message compactly; refuses one over the size limit."""
+    obj: dict[str, Any]
+    match message:
+        case Command(id=cid, key=key, action=action, brightness=brightness):
+            obj = {"t": "command", "id": _id(cid), "key": _key(key), "action": action}
+            if brightness is not None:
+                obj["brightness"] = _int(brightness, "brightness", 0, 255)
+        case Unpair(id=cid):
+            obj = {"t": "unpair", "id": _id(cid)}
+        case Ping(id=cid):
+            obj = {"t": "ping", "id": _id(cid)}
+        case Pong(id=cid):
+            obj = {"t": "pong", "id": _id(cid)}
+        case Result(id=cid, ok=ok, error=error):
+            obj = {"t": "result", "id": _id(cid), "ok": ok}
+            if error is not None:
+                obj["error"] = error
+        case State(values=values):
+            obj = {"t": "state", "s": {k: _encode_value(v) for k, v in values.items()}}
+        case Describe():
+            obj = {
+                "t": "describe",
+                "fw": message.fw,
+                "model": message.model,
+                "name": message.name,
+                "entities": [_encode_entity(e) for e in message.entities],
+            }
+    data = json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(data) > MAX_MESSAGE:
+        raise MessageError("message longer than 3072 bytes")
+    return data
+
+
+def _encode_value(value: StateValue) -> Any:
+    if isinstance(value, LightState):
+        return {"on": value.on, "brightness": value.brightness}
+    return value
+
+
+def _encode_entity(entity: EntityInfo) -> dict[str, str]:
+    obj = {"key": entity.key, "kind": entity.kind, "name": entity.name}
+    for field in ("device_class", "unit", "state_class"):
+        if (value := getattr(entity, field)) is not None:
+            obj[field] = value
+    return obj

@@ -1,0 +1,231 @@
+"""The client's wire layers without Home Assistant: envelope (§3), relay auth (§4),
+application messages (§7), relay URLs and TLS settings (§8)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from homeseal_protocol import envelope, messages, relay_auth
+from homeseal_protocol.client import api
+from homeseal_protocol.envelope import CloseCode, FrameType
+from homeseal_protocol.errors import EnvelopeError, InvalidRelayUrl, MessageError
+from homeseal_protocol.keys import public_bytes
+
+PEER = bytes(range(10))
+
+
+def test_envelope_round_trip_and_limits() -> None:
+    data = envelope.encode_frame(FrameType.SESSION, PEER, b"abc")
+    assert data == b"\x20" + PEER + b"abc"
+    frame = envelope.decode_frame(data)
+    assert (frame.type, frame.peer, frame.payload) == (FrameType.SESSION, PEER, b"abc")
+    # Exactly MAX_FRAME is fine, one more byte is too big (1009).
+    envelope.encode_frame(FrameType.SESSION, PEER, bytes(4096 - 11))
+    with pytest.raises(EnvelopeError) as err:
+        envelope.encode_frame(FrameType.SESSION, PEER, bytes(4096 - 10))
+    assert err.value.close_code == CloseCode.TOO_BIG
+    with pytest.raises(EnvelopeError) as err:
+        envelope.decode_frame(b"\x20" + PEER + bytes(4086))
+    assert err.value.close_code == CloseCode.TOO_BIG
+    with pytest.raises(EnvelopeError):
+        envelope.encode_frame(FrameType.SESSION, b"short", b"")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x20" + PEER[:9],  # shorter than the header
+        b"\x7e" + PEER,  # unknown type
+        b"\x02" + PEER,  # AUTH_RESPONSE never goes to a controller
+        b"\x10" + PEER,  # nor does PAIR_START
+        b"\x30" + PEER,  # nor CLAIM
+    ],
+)
+def test_envelope_protocol_errors(data: bytes) -> None:
+    with pytest.raises(EnvelopeError) as err:
+        envelope.decode_frame(data)
+    assert err.value.close_code == CloseCode.PROTOCOL_ERROR
+
+
+def test_relay_auth_response_matches_protocol() -> None:
+    key = X25519PrivateKey.generate()
+    relay = X25519PrivateKey.generate()
+    relay_pub = public_bytes(relay)
+    nonce = bytes(range(32))
+    response = relay_auth.auth_response(key, relay_pub + nonce)
+    own_pub, mac = response[:32], response[32:]
+    assert own_pub == public_bytes(key)
+    # What the relay computes with its own private key (§4).
+    dh = relay.exchange(key.public_key())
+    k = HKDF(hashes.SHA256(), 32, salt=nonce, info=b"HomeSeal v1 relay auth").derive(dh)
+    expected = hmac.new(
+        k, b"HomeSeal v1 relay auth" + b"\x02" + relay_pub + own_pub + nonce, hashlib.sha256
+    ).digest()
+    assert mac == expected
+    with pytest.raises(relay_auth.RelayAuthError):
+        relay_auth.auth_response(key, relay_pub)  # too short
+    with pytest.raises(relay_auth.RelayAuthError):
+        relay_auth.auth_response(key, bytes(32) + nonce)  # low-order key: all-zero DH
+
+
+DESCRIBE = {
+    "t": "describe",
+    "fw": "0.1.0",
+    "model": "sim-1",
+    "name": "Board",
+    "entities": [
+        {"key": "relay1", "kind": "switch", "name": "Relay"},
+        {"key": "lamp", "kind": "light", "name": "Lamp"},
+        {"key": "t", "kind": "sensor", "name": "T", "device_class": "temperature", "unit": "°C"},
+        {"key": "door", "kind": "binary_sensor", "name": "Door", "device_class": "door"},
+        {"key": "bell", "kind": "button", "name": "Bell"},
+    ],
+}
+
+
+def _b(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def test_device_messages_parse_and_round_trip() -> None:
+    describe = messages.parse_device_message(_b(DESCRIBE))
+    assert isinstance(describe, messages.Describe)
+    assert [e.kind for e in describe.entities] == [
+        "switch",
+        "light",
+        "sensor",
+        "binary_sensor",
+        "button",
+    ]
+    assert describe.entities[2].unit == "°C"
+    assert messages.parse_device_message(messages.encode(describe)) == describe
+
+    state = messages.parse_device_message(
+        _b(
+            {
+                "t": "state",
+                "s": {
+                    "relay1": True,
+                    "lamp": {"on": True, "brightness": 7},
+                    "t": 1.5,
+                    "bell": None,
+                },
+            }
+        )
+    )
+    assert isinstance(state, messages.State)
+    assert state.values["lamp"] == messages.LightState(True, 7)
+    assert messages.parse_device_message(messages.encode(state)) == state
+    result = messages.parse_device_message(
+        _b({"t": "result", "id": 5, "ok": False, "error": "bad_value"})
+    )
+    assert result == messages.Result(5, False, "bad_value")
+    assert messages.parse_device_message(messages.encode(result)) == result
+    assert messages.parse_device_message(_b({"t": "ping", "id": 1})) == messages.Ping(1)
+    assert messages.parse_device_message(_b({"t": "pong", "id": 2})) == messages.Pong(2)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        [],
+        {"id": 1},
+        {"t": 3},
+        {"t": "nope"},
+        {"t": "command", "id": 1, "key": "a", "action": "press"},  # wrong direction
+        {"t": "ping"},
+        {"t": "ping", "id": 0},
+        {"t": "ping", "id": 2**31},
+        {"t": "ping", "id": True},
+        {"t": "ping", "id": 1.0},
+        {"t": "ping", "id": 1, "x": 1},
+        {"t": "pong", "id": "1"},
+        {"t": "result", "id": 1, "ok": 1},
+        {"t": "result", "id": 1, "ok": False, "error": 3},
+        {"t": "state", "s": []},
+        {"t": "state", "s": {"BAD": True}},
+        {"t": "state", "s": {"a": "on"}},
+        {"t": "state", "s": {"a": [1]}},
+        {"t": "state", "s": {"a": {"on": 1, "brightness": 3}}},
+        {"t": "state", "s": {"a": {"on": True, "brightness": 256}}},
+        {"t": "state", "s": {"a": {"on": True}}},
+        {**DESCRIBE, "entities": {}},
+        {**DESCRIBE, "entities": [1]},
+        {**DESCRIBE, "entities": [{"key": "a", "kind": "fan", "name": "A"}]},
+        {**DESCRIBE, "entities": [{"key": "a", "kind": "switch", "name": "A", "unit": "W"}]},
+        {**DESCRIBE, "entities": [{"key": "a" * 33, "kind": "switch", "name": "A"}]},
+        {**DESCRIBE, "entities": [{"key": "a", "kind": "switch", "name": "A" * 65}]},
+        {**DESCRIBE, "entities": [{"key": "a", "kind": "switch", "name": "A"}] * 2},
+        {**DESCRIBE, "fw": 1},
+        {**DESCRIBE, "extra": 1},
+    ],
+)
+def test_device_message_errors(obj: object) -> None:
+    with pytest.raises(MessageError):
+        messages.parse_device_message(_b(obj))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfe",
+        b"{",
+        b"1",
+        bytes(3073),
+        b'{"t":"state","s":{"a":NaN}}',
+        b'{"t":"state","s":{"a":Infinity}}',
+    ],
+)
+def test_device_message_bad_bytes(data: bytes) -> None:
+    with pytest.raises(MessageError):
+        messages.parse_device_message(data)
+
+
+def test_controller_messages_both_ways() -> None:
+    for message in (
+        messages.Command(1, "lamp", "turn_on", 128),
+        messages.Command(2, "relay1", "turn_off"),
+        messages.Unpair(3),
+        messages.Ping(4),
+        messages.Pong(5),
+    ):
+        assert messages.parse_controller_message(messages.encode(message)) == message
+    for bad in (
+        {"t": "command", "id": 1, "key": "a", "action": "turn_off", "brightness": 3},
+        {"t": "command", "id": 1, "key": "a"},
+        {"t": "unpair"},
+        {"t": "describe"},
+    ):
+        with pytest.raises(MessageError):
+            messages.parse_controller_message(_b(bad))
+    with pytest.raises(MessageError):
+        messages.encode(messages.Command(0, "a", "press"))
+    with pytest.raises(MessageError):
+        messages.encode(messages.Command(1, "a", "x" * 4000))
+    assert messages.parse_controller_message(_b({"t": "ping", "id": 9})) == messages.Ping(9)
+    assert messages.parse_controller_message(_b({"t": "pong", "id": 9})) == messages.Pong(9)
+
+
+def test_relay_urls_and_fingerprints() -> None:
+    assert api.normalize_url(" HTTPS://Relay.Example:443/base/ ") == "https://relay.example/base"
+    assert api.normalize_url("https://[::1]:8443") == "https://[::1]:8443"
+    assert (
+        api.websocket_url("https://relay.example:8443") == "wss://relay.example:8443/ws/controller"
+    )
+    for bad in ("http://relay.example", "relay.example", "https://", "wss://relay.example"):
+        with pytest.raises(InvalidRelayUrl):
+            api.normalize_url(bad)
+    assert api.parse_fingerprint("AB:" * 31 + "AB") == bytes([0xAB]) * 32
+    for bad in ("ab", "zz" * 32, "ab" * 33):
+        with pytest.raises(ValueError, match="fingerprint"):
+            api.parse_fingerprint(bad)
+    with pytest.raises(ValueError, match="PEM"):
+        api.build_ssl_context("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
