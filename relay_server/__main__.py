@@ -113,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--event-loop",
         choices=["auto", "uvloop", "asyncio"],
         default=_env("EVENT_LOOP", "auto"),
-        help="uvloop (faster forwarding), asyncio (the standard loop), or auto: uvloop if "
-        "installed, except with --tls-cert (asyncio's TLS transport, whose read buffer the "
-        "relay trims) [HOMESEAL_RELAY_EVENT_LOOP] (default %(default)s)",
+        help="uvloop (less CPU per forwarded frame), asyncio (the standard loop, the "
+        "fallback), or auto: uvloop if installed, except with --tls-cert (asyncio's TLS "
+        "transport, whose read buffer the relay trims) [HOMESEAL_RELAY_EVENT_LOOP] "
+        "(default %(default)s)",
     )
     p.add_argument(
         "--key-file",

@@ -194,6 +194,8 @@ class Cluster:
         self._control: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(CONTROL_QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: asyncio.Task[None] | None = None
+        # The subscription's PubSub (tests drop its inbox channel to lose it silently).
+        self.pubsub: Any = None
         self._jobs: set[asyncio.Task[Any]] = set()
         # Probes.
         self._probe_nonce = b""
@@ -327,7 +329,7 @@ class Cluster:
     async def _subscribe(self) -> None:
         delay = 0.05
         while True:
-            pubsub = self._sub_redis.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.pubsub = self._sub_redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._inbox, EVENTS)
                 # Its confirmation: SUBSCRIBE has taken effect before the first probe.

@@ -137,6 +137,29 @@ class HaUi:
         self.page.wait_for_url("**/config/devices/device/**")
         self.page.get_by_text("Device info").wait_for()
 
+    def toggle(self, entity_name: str) -> Locator:
+        """The switch of an entity's row on a device page: the one level with the
+        entity's name (HA 2026.2 names the switch after the entity, newer ones leave
+        it unnamed, so the accessible name cannot find it on both)."""
+        label = self.page.get_by_text(entity_name, exact=True).first
+        label.wait_for(timeout=STEP_TIMEOUT_MS)
+        switches = self.page.get_by_role("switch")
+        switches.first.wait_for(timeout=STEP_TIMEOUT_MS)
+
+        def middle(locator: Locator) -> float:
+            box = locator.bounding_box()
+            return box["y"] + box["height"] / 2 if box else float("inf")
+
+        row = middle(label)
+        return switches.nth(
+            min(range(switches.count()), key=lambda i: abs(middle(switches.nth(i)) - row))
+        )
+
+    def flip(self, entity_name: str) -> None:
+        """Click an entity's switch where a user does: newer HA draws the switch's
+        thumb over its input, which Playwright's hit test would count as covered."""
+        self.toggle(entity_name).click(force=True)
+
     def wait_shown(self, text: str, timeout_ms: float = STEP_TIMEOUT_MS) -> None:
         """Wait until the page reads `text`, as a screen reader reads it: an entity's
         name and state ("Door Open") sit in separate elements of one row."""

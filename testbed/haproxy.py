@@ -4,7 +4,9 @@
 loopback tests) for the given node ports and runs `haproxy -db` with it: one frontend
 on 127.0.0.1:`port`, the nodes as one backend, checked on `/healthz` every
 `check_ms`, so a node that stops answering (killed, shutting down, cut off from
-Redis: 503) leaves the rotation within about two checks. Websockets are tunnelled
+Redis, its database unreachable: 503) leaves the rotation within about two checks;
+the websockets it carries are left alone (a node that is alive closes them itself when
+it cannot route: a database outage must not drop them). Websockets are tunnelled
 (`timeout tunnel`); `X-Forwarded-For` is added, so the nodes run `--behind-proxy`.
 """
 
@@ -54,7 +56,6 @@ backend nodes
     balance leastconn
     option httpchk GET /healthz
     http-check expect status 200
-    default-server on-marked-down shutdown-sessions
 {servers}
 """
 

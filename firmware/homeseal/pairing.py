@@ -59,6 +59,13 @@ class Pairing:
         self._st.write(store.ATTEMPTS, {"failed": n})
         self.failed = n
 
+    def paired(self, controller_id, controller_pub):
+        """A successful attempt: pin the controller, then a fresh counter (a cut in
+        between leaves a paired device, whose window never opens), then close."""
+        self.on_paired(controller_id, controller_pub)
+        self.set_failed(0)
+        self.close_window("paired")
+
     def reset_counter(self):
         """A fresh failed-attempt counter (the pairing button's long press)."""
         if self.failed:

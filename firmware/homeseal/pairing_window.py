@@ -37,6 +37,9 @@ _PARAMS_SENT = const(1)
 _PAKE2_SENT = const(2)
 
 _NONCE0 = bytes(12)
+# The controllers that held a slot in this window, remembered so that one that
+# has not goes first (10 bytes each).
+_SERVED = const(8)
 
 
 class Provisioning:
@@ -72,7 +75,11 @@ class Window:
     while the slot is held is remembered: when the attempt ends, the next slot
     (ATTEMPT_MS from then) is that controller's, and only its PAIR_START fills
     it. So no controller keeps another out for more than one slot: the owner
-    refused `busy` by one stranger's attempt gets the slot that follows it."""
+    refused `busy` by one stranger's attempt gets the slot that follows it.
+    A refused controller that has not held a slot in this window takes the
+    next one from a refused controller that has (the last _SERVED holders are
+    remembered), so strangers taking turns cannot keep the owner out either:
+    k of them cost it at most k slots (k <= _SERVED)."""
 
     def __init__(self, pairing, rec, window_ms):
         self._p = pairing
@@ -83,6 +90,7 @@ class Window:
         self._stage = 0  # 0: its turn, no PAIR_START yet (a slot kept for _next)
         self._until = 0  # the slot's end
         self._next = None  # the controller the next slot is kept for
+        self._served = []  # the last _SERVED controllers that held a slot
         self._verifier = None
         self._params = None  # SHA-256(PBKDF_PARAM_REQUEST ‖ PBKDF_PARAM_RESPONSE)
         self._secret = None  # w0*N, w0*M and L's comb table: built at the first PAKE1
@@ -92,6 +100,7 @@ class Window:
         """The full window from now on; an attempt in progress is abandoned."""
         self._deadline = time.ticks_add(time.ticks_ms(), window_ms)
         self._next = None
+        self._served = []
         self._abandon()
 
     def tick(self, now):
@@ -102,6 +111,17 @@ class Window:
             self._end_attempt()
         if time.ticks_diff(now, self._deadline) >= 0:
             self._p.close_window("timeout")
+
+    def _slot(self, peer, now):
+        """The slot is peer's for ATTEMPT_MS from now."""
+        self._peer = peer
+        self._until = time.ticks_add(now, self._slot_ms)
+        served = self._served
+        if peer in served:
+            served.remove(peer)
+        elif len(served) >= _SERVED:
+            served.pop(0)
+        served.append(peer)
 
     def _abandon(self):
         self._peer = None
@@ -115,9 +135,8 @@ class Window:
         if self._p.failed >= MAX_FAILED:
             self._p.close_window("failed-attempt limit reached")
         elif self._next is not None:
-            self._peer = self._next
+            self._slot(self._next, time.ticks_ms())
             self._next = None
-            self._until = time.ticks_add(time.ticks_ms(), self._slot_ms)
 
     def handle(self, ftype, peer, payload, now):
         """Frames in answer to a PAIR payload, or to a PAIR_START that
@@ -125,13 +144,13 @@ class Window:
         p = self._p
         if ftype == envelope.PAIR_START:
             if self._peer is not None and self._peer != peer:
-                if self._next is None:
+                nxt = self._next
+                if nxt is None or (nxt in self._served and peer not in self._served):
                     self._next = peer
                 return p.error(peer, _BUSY)
             if self._peer is None:
-                self._until = time.ticks_add(now, self._slot_ms)
+                self._slot(peer, now)
             # A restart by the same controller, or its kept slot: the deadline stays.
-            self._peer = peer
             self._stage = _PARAMS_SENT
             self._verifier = None
             prov = self._prov
@@ -199,9 +218,7 @@ class Window:
         if len(controller_pub) != 32 or ids.endpoint_id(controller_pub) != peer:
             self._end_attempt()
             return p.error(peer, _IDENTITY_MISMATCH)
-        p.on_paired(peer, controller_pub)
-        p.set_failed(0)
         sealed = chachapoly.encrypt(keys[32:64], _NONCE0, ad, p.device_pub)
         # The window closes; this module, the Verifier and its tables go with it.
-        p.close_window("paired")
+        p.paired(peer, controller_pub)
         return [(envelope.PAIR, peer, bytes((_PAIR_DONE,)) + sealed), (envelope.CLAIM, peer, b"")]

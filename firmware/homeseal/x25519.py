@@ -19,11 +19,13 @@ reduction and allocation depends on the operands' sizes (for example on leading 
 digits), and the garbage collector runs when it likes. This is not constant time in
 the sense of a reviewed C implementation. What limits the timings an attacker gets of
 the static key on input of its choosing: a HANDSHAKE1 costs a DH with it (`es`) only
-within session.Responder's budget (4 at once, then one per 5 s; beyond, and from any
-peer but the pinned controller's id, no DH and no answer), and the relay login costs
-one per connection (relay.py: at most one connection per backoff delay, which under a
-sustained attack averages 2.5 s or more; with relay.relay_key pinned the relay's key
-cannot be chosen at all). `ss` with the pinned controller's key is computed once.
+within session.Responder's budget (4 at once, then one per 5 s; beyond it, no DH and
+no answer; any peer but the pinned controller's id gets RESET not_paired and no DH),
+and the relay login costs one per connection (relay.py: at most one connection per
+backoff delay, which under a sustained attack averages 2.5 s or more; with
+relay.relay_key pinned the relay's key cannot be chosen at all). `ss` with the pinned
+controller's key is computed once per boot or pairing (its key is fixed), and pairing
+itself uses no X25519 with the static key.
 """
 
 import os

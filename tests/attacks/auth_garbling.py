@@ -25,9 +25,9 @@ CHALLENGE_FRAME = 11 + 64  # header ‖ relay key (32) ‖ nonce (32)
 
 def garble_challenges(link: str, direction: str, data: bytes) -> list[bytes]:
     """Flip one bit of the nonce of every AUTH_CHALLENGE on its way to the device."""
-    if link == DEVICE and direction == DOWN and data[:1] == bytes((AUTH_CHALLENGE,)):
-        if len(data) == CHALLENGE_FRAME:
-            return [data[:-1] + bytes((data[-1] ^ 0x01,))]
+    challenge = data[:1] == bytes((AUTH_CHALLENGE,)) and len(data) == CHALLENGE_FRAME
+    if link == DEVICE and direction == DOWN and challenge:
+        return [data[:-1] + bytes((data[-1] ^ 0x01,))]
     return [data]
 
 

@@ -227,9 +227,9 @@ def test_session_receive_while_handshaking(data: bytes) -> None:
 @fuzz(0.5)
 @given(data=session_bytes, garbage_first=st.booleans())
 def test_session_receive_when_open(data: bytes, garbage_first: bool) -> None:
-    ctl, _ = _open_pair()
+    ctl, device_send = _open_pair()
     try:
-        ctl.receive(data)
+        plaintext = ctl.receive(data)
     except session.SessionError:
         assert ctl.closed
         # Closed for good: later input is refused, never decrypted.
@@ -238,15 +238,27 @@ def test_session_receive_when_open(data: bytes, garbage_first: bool) -> None:
         except session.SessionClosed:
             return
         raise AssertionError("a failed session kept receiving") from None
-    raise AssertionError("random bytes decrypted as a transport message")
+    assert plaintext is None, "random bytes decrypted as a transport message"
+    _assert_ignored_handshake2(ctl, data, _genuine(device_send))
+
+
+def _assert_ignored_handshake2(ctl: session.InitiatorSession, data: bytes, genuine: bytes) -> None:
+    """The one input an open session lets pass without closing: a HANDSHAKE2 (the
+    answer to a replayed HANDSHAKE1, L2), which must leave the session as it was."""
+    assert data[:1] == bytes((session.Kind.HANDSHAKE2,)), "bad input passed without an error"
+    assert ctl.receive(genuine) == b'{"t":"ping","id":7}'
+
+
+def _genuine(device_send: object) -> bytes:
+    return bytes((session.Kind.TRANSPORT,)) + device_send.encrypt_with_ad(  # type: ignore[attr-defined]
+        b"", b'{"t":"ping","id":7}'
+    )
 
 
 def test_session_genuine_transport_decrypts() -> None:
     """The fixture of the tamper test is sound: the untouched message decrypts."""
     ctl, device_send = _open_pair()
-    genuine = bytes((session.Kind.TRANSPORT,)) + device_send.encrypt_with_ad(  # type: ignore[attr-defined]
-        b"", b'{"t":"ping","id":7}'
-    )
+    genuine = _genuine(device_send)
     assert ctl.receive(genuine) == b'{"t":"ping","id":7}'
 
 
@@ -254,14 +266,13 @@ def test_session_genuine_transport_decrypts() -> None:
 @given(data=st.data())
 def test_session_tampered_transport(data: st.DataObject) -> None:
     ctl, device_send = _open_pair()
-    genuine = bytes((session.Kind.TRANSPORT,)) + device_send.encrypt_with_ad(  # type: ignore[attr-defined]
-        b"", b'{"t":"ping","id":7}'
-    )
+    genuine = _genuine(device_send)
     tampered = data.draw(mutations(genuine))
     assume(tampered != genuine)
     try:
-        ctl.receive(tampered)
+        plaintext = ctl.receive(tampered)
     except session.SessionError:
         assert ctl.closed
         return
-    raise AssertionError("a tampered transport message was accepted")
+    assert plaintext is None, "a tampered transport message was accepted"
+    _assert_ignored_handshake2(ctl, tampered, genuine)

@@ -22,6 +22,7 @@ whichever database the relay has) and `Relay.open_storage`."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -214,14 +215,19 @@ def _sockets(socket_enabled: None) -> None:
 
 
 def cluster_servers_available() -> bool:
-    return postgres.available() and redis_server.available()
+    """PostgreSQL and Redis installed (scripts/setup), and the drivers (requirements)."""
+    drivers = all(importlib.util.find_spec(m) is not None for m in ("asyncpg", "redis"))
+    return drivers and postgres.available() and redis_server.available()
 
 
 @pytest.fixture(scope="session")
 def cluster_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterServers]:
     """PostgreSQL and Redis for the whole session (started on first use)."""
     if not cluster_servers_available():
-        pytest.skip("postgresql and redis-server are not installed (scripts/setup installs them)")
+        pytest.skip(
+            "postgresql, redis-server, asyncpg or redis is not installed (scripts/setup, "
+            "requirements-tools.txt)"
+        )
     pytest_socket.enable_socket()  # session fixtures run before the per-test one
     pg = postgres.Postgres()
     rd = redis_server.RedisServer(tmp_path_factory.mktemp("redis"))

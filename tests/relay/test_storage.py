@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 
 from relay_server.storage import Storage, StorageError, UsernameTaken
-from relay_server.storage_pg import MIGRATIONS as PG_MIGRATIONS
-from relay_server.storage_pg import PostgresStorage, schema_version
 from relay_server.storage_sqlite import SqliteStorage
 from testbed.ports import free_port
 
@@ -35,6 +33,8 @@ async def storage(
         name = None
     else:
         servers: ClusterServers = request.getfixturevalue("cluster_servers")
+        from relay_server.storage_pg import PostgresStorage  # noqa: PLC0415 (asyncpg)
+
         name = "storage_" + secrets.token_hex(4)
         store = PostgresStorage(await servers.pg.create_database(name))
     await store.open()
@@ -166,9 +166,13 @@ async def test_ping_and_closed_storage(storage: Storage) -> None:
     await storage.ping()
 
 
-async def test_an_unreachable_database_is_a_storage_error(tmp_path: Path) -> None:
+async def test_an_unreachable_database_is_a_storage_error(
+    tmp_path: Path, cluster_servers: ClusterServers
+) -> None:
     # Nothing listens on this port: opening fails with StorageError, as a SQLite
     # file that cannot be created does.
+    from relay_server.storage_pg import PostgresStorage  # noqa: PLC0415
+
     with pytest.raises(StorageError):
         await PostgresStorage(f"postgresql://postgres@127.0.0.1:{free_port()}/x").open()
     with pytest.raises(StorageError):
@@ -176,6 +180,9 @@ async def test_an_unreachable_database_is_a_storage_error(tmp_path: Path) -> Non
 
 
 async def test_postgres_migrations_are_versioned(cluster_servers: ClusterServers) -> None:
+    from relay_server.storage_pg import MIGRATIONS as PG_MIGRATIONS  # noqa: PLC0415
+    from relay_server.storage_pg import PostgresStorage, schema_version  # noqa: PLC0415
+
     pg = cluster_servers.pg
     name = "migrations_" + secrets.token_hex(4)
     dsn = await pg.create_database(name)

@@ -2,7 +2,8 @@
 
 Custom integrations are enabled for every test, and HA's blocking-I/O detector is
 switched on (including the checks HA skips under pytest) so a blocking call in the
-event loop fails the test.
+event loop fails the test; so does any report of a deprecated or changed API that
+HA logs against this integration (on either supported HA version).
 
 The relay is the real `python -m relay_server` process serving plain HTTP behind a
 TLS-terminating pipe (testbed.relay.ProxiedRelay), as behind a production TLS proxy:
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
@@ -56,6 +58,28 @@ def detect_blocking_io(caplog: pytest.LogCaptureFixture) -> Generator[None]:
         if r.levelno >= logging.WARNING and "blocking call" in r.getMessage()
     ]
     assert not blocking, blocking
+
+
+@pytest.fixture(autouse=True)
+def no_deprecated_api(caplog: pytest.LogCaptureFixture) -> Generator[None]:
+    """Fail the test if HA reports the integration for an API it deprecated or
+    changed (HA's `report_usage` logs "Detected that custom integration 'homeseal'
+    ..."), or if Python warns about one from the integration's code."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecationWarning)
+        yield
+    reported = [
+        r.getMessage()
+        for when in ("setup", "call", "teardown")
+        for r in caplog.get_records(when)  # type: ignore[arg-type]
+        if "custom integration 'homeseal'" in r.getMessage()
+    ]
+    reported += [
+        f"{w.filename}:{w.lineno}: {w.message}"
+        for w in caught
+        if issubclass(w.category, DeprecationWarning) and "custom_components/homeseal" in w.filename
+    ]
+    assert not reported, reported
 
 
 @pytest.fixture(scope="session")

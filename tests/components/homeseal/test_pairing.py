@@ -296,9 +296,12 @@ async def test_locked_out_after_20_wrong_codes(
         if attempt and attempt % 9 == 0:
             # The relay's PAIR_START limit (10 per device) is in memory: restart it.
             offset = device.log.stat().st_size
+            before = controller.connection.established
             run_in_thread(relay.restart)
-            await wait_for(lambda: not controller.connected or controller.connection.attempt > 0)
-            await wait_for(lambda: controller.connected, limit=60)
+            await wait_for(
+                lambda b=before: controller.connected and controller.connection.established > b,
+                limit=60,
+            )
             run_in_thread(lambda o=offset: device.wait_log("relay connected", 90, since=o))
         result = await pair_flow(hass, entry, wrong)
         seen.append(result["errors"]["base"])

@@ -971,6 +971,31 @@ def _():
     return True
 
 
+@check("l1 strangers taking turns cannot keep the owner out")
+def _():
+    # Two stranger ids, each refused while the other holds the slot (so always
+    # next), the owner refused after them each time: the first stranger's
+    # slot, the second's, then the owner's -- it has not had one yet.
+    p, _, _ = _pairing()
+    p.open_window()
+    other = b"T" * 10
+    holder, waiting = STRANGER, other
+    _frames(p, envelope.PAIR_START, START, peer=holder)
+    for turn in range(2):
+        expect(_frames(p, envelope.PAIR_START, START, peer=waiting)[0][2][1] == 4, "busy")
+        expect(_frames(p, envelope.PAIR_START, START) == _error(4, 20), "owner %d" % turn)
+        _expire(p)
+        p.tick(time.ticks_ms())
+        if turn == 0:
+            expect(p._window._peer == waiting, "the second stranger's slot")
+            _frames(p, envelope.PAIR_START, START, peer=waiting)
+            holder, waiting = waiting, holder
+    expect(p._window._peer == CTL_ID, "the owner waited more than two slots")
+    expect(_frames(p, envelope.PAIR_START, START)[0][2][0] == 0x02, "the owner's turn")
+    p.close_window("test")
+    return True
+
+
 @check("l1 test knob: a shorter attempt slot")
 def _():
     p, _, _ = _pairing(attempt_ms=2000)

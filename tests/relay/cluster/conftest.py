@@ -17,7 +17,18 @@ import aiohttp
 import pytest
 
 from testbed import haproxy
-from testbed.firmware import DeviceProcess
+from testbed.accounts import Account, new_account
+from testbed.endpoints import (
+    ROLE_CONTROLLER,
+    ROLE_DEVICE,
+    Controller,
+    Endpoint,
+    Link,
+    SessionClient,
+    connect,
+    pair_and_claim,
+)
+from testbed.firmware import DeviceProcess, provision
 from testbed.postgres import in_thread
 from testbed.relay import RelayCluster, RelayProcess
 from tests.relay.conftest import ClusterServers
@@ -102,6 +113,37 @@ def make_device(tmp_path: Path, socket_enabled: None) -> Iterator[Callable[..., 
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+CODE = "40961357"
+
+
+async def cross_pair(
+    http: aiohttp.ClientSession,
+    ctl_node: RelayProcess,
+    dev_node: RelayProcess,
+    password: str | None = None,
+) -> tuple[Endpoint, Link, Endpoint, Link, Account]:
+    """A new account, its controller on `ctl_node` and a device on `dev_node`, paired
+    and claimed across the two nodes."""
+    owner = await new_account(ctl_node.base, password=password)
+    controller, device = Endpoint(ROLE_CONTROLLER), Endpoint(ROLE_DEVICE)
+    ctl = await connect(http, ctl_node.ws_base, controller, owner.token)
+    dev = await connect(http, dev_node.ws_base, device)
+    await pair_and_claim(ctl, controller.id, dev, device.id)
+    return controller, ctl, device, dev, owner
+
+
+async def firmware_session(
+    make_device: Callable[..., DeviceProcess], relay_url: str, ctl: Controller
+) -> tuple[DeviceProcess, bytes, SessionClient]:
+    """The real firmware on `relay_url`, paired with `ctl`, and a session with it."""
+    dev = make_device(relay_url)
+    provision(dev.state, CODE)
+    dev.start()
+    await dev.wait_log_async("relay connected")
+    device_pub = await ctl.pair(dev.device_id, CODE)
+    return dev, device_pub, await ctl.open_session(dev.device_id, device_pub)
 
 
 async def gauge(http: aiohttp.ClientSession, node: RelayProcess, role: str) -> int:

@@ -4,6 +4,8 @@ takeover, revocation and rate limits across nodes (docs/RELAY.md, "Several nodes
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -25,13 +27,12 @@ from testbed.endpoints import (
     connect,
     pair_and_claim,
 )
-from testbed.firmware import DeviceProcess, provision
+from testbed.firmware import DeviceProcess
 
-from .conftest import FAST, ClusterFactory
+from .conftest import FAST, ClusterFactory, cross_pair, firmware_session
 
 pytestmark = pytest.mark.slow
 
-CODE = "40961357"
 PASSWORD = "a perfectly fine passphrase"
 NOT_PERMITTED = b"\x02"
 RATE_LIMITED = b"\x03"
@@ -46,13 +47,8 @@ async def test_device_and_controller_on_different_nodes_exchange_1000_commands(
     a, b = cluster[0], cluster[1]
     account = await new_account(b.base)
     ctl = await Controller(b.base, account.token).connect()
-    dev = make_device(a.device_url)
-    provision(dev.state, CODE)
-    dev.start()
-    await dev.wait_log_async("relay connected")
     try:
-        device_pub = await ctl.pair(dev.device_id, CODE)
-        session = await ctl.open_session(dev.device_id, device_pub)
+        _, _, session = await firmware_session(make_device, a.device_url, ctl)
         started = time.monotonic()
         for i in range(1000):
             result = await session.command("relay1", "turn_on" if i % 2 == 0 else "turn_off")
@@ -66,13 +62,8 @@ async def test_device_and_controller_on_different_nodes_exchange_1000_commands(
 async def test_accounts_stay_isolated_across_nodes(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster(args=FAST)
     async with aiohttp.ClientSession() as http:
-        owner = await new_account(cluster[0].base)
+        controller, ctl, device, dev, _ = await cross_pair(http, cluster[0], cluster[1])
         stranger = await new_account(cluster[1].base)
-        controller = Endpoint(ROLE_CONTROLLER)
-        ctl = await connect(http, cluster[0].ws_base, controller, owner.token)
-        device = Endpoint(ROLE_DEVICE)
-        dev = await connect(http, cluster[1].ws_base, device)
-        await pair_and_claim(ctl, controller.id, dev, device.id)
         # The stranger, on a third node, reaches neither the device nor the controller.
         spy = Endpoint(ROLE_CONTROLLER)
         other = await connect(http, cluster[2].ws_base, spy, stranger.token)
@@ -96,12 +87,7 @@ async def test_a_second_connection_on_another_node_replaces_the_first(
 ) -> None:
     cluster = make_cluster(args=FAST)
     async with aiohttp.ClientSession() as http:
-        owner = await new_account(cluster[0].base)
-        controller = Endpoint(ROLE_CONTROLLER)
-        ctl = await connect(http, cluster[0].ws_base, controller, owner.token)
-        device = Endpoint(ROLE_DEVICE)
-        first = await connect(http, cluster[1].ws_base, device)
-        await pair_and_claim(ctl, controller.id, first, device.id)
+        controller, ctl, device, first, owner = await cross_pair(http, cluster[0], cluster[1])
         await ctl.send(SESSION, device.id, b"\x03one")
         await first.expect(SESSION, controller.id, b"\x03one")
         started = time.monotonic()
@@ -135,12 +121,7 @@ async def test_a_second_connection_on_another_node_replaces_the_first(
 async def test_account_events_cross_nodes(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster(args=FAST)
     async with aiohttp.ClientSession() as http:
-        owner = await new_account(cluster[0].base, password=PASSWORD)
-        controller = Endpoint(ROLE_CONTROLLER)
-        ctl = await connect(http, cluster[1].ws_base, controller, owner.token)
-        device = Endpoint(ROLE_DEVICE)
-        dev = await connect(http, cluster[2].ws_base, device)
-        await pair_and_claim(ctl, controller.id, dev, device.id)
+        _, ctl, device, dev, owner = await cross_pair(http, cluster[1], cluster[2], PASSWORD)
         # Removing the device on node 0: REMOVED reaches it on node 2, routes drop.
         async with http.delete(
             cluster[0].base + f"/api/v1/devices/{format_id(device.id)}",
@@ -237,7 +218,9 @@ async def test_rate_limits_hold_across_nodes(make_cluster: ClusterFactory) -> No
                 refused += 1
         assert (passed, refused) == (10, 5)
         # The frame budget an account's controllers share (here 50/s, bursts of 100):
-        # controllers on two nodes together get about one budget, not two.
+        # controllers on two nodes, each offering 200 frames/s, together get one budget
+        # (100 + 50/s until it is spent, plus at most two leases of 13 per node: ≈ 115 to
+        # 170 frames before both are closed), not one per node (≈ 133 each, 266 in all).
         flood_owner = await new_account(cluster[2].base)
         c0, c1 = Endpoint(ROLE_CONTROLLER), Endpoint(ROLE_CONTROLLER)
         l0 = await connect(http, cluster[0].ws_base, c0, flood_owner.token)
@@ -245,10 +228,12 @@ async def test_rate_limits_hold_across_nodes(make_cluster: ClusterFactory) -> No
         target = Endpoint(ROLE_DEVICE)
         tdev = await connect(http, cluster[2].ws_base, target)
         await pair_and_claim(l0, c0.id, tdev, target.id)
-        for _ in range(150):
+        for _ in range(30):  # 1.5 s
             for link in (l0, l1):
-                if not link.ws.closed:
-                    await link.send(SESSION, target.id, b"\x03" + bytes(50))
+                for _ in range(10):
+                    with contextlib.suppress(ConnectionError):
+                        await link.send(SESSION, target.id, b"\x03" + bytes(50))
+            await asyncio.sleep(0.05)
         closes = []
         for link in (l0, l1):
             try:
@@ -263,9 +248,9 @@ async def test_rate_limits_hold_across_nodes(make_cluster: ClusterFactory) -> No
             except TimeoutError:
                 break
             received += frame.type == SESSION
-        # One budget (100 + refill + at most two leases per node) — never two (200+).
-        assert received < 180, received
-        assert closes, "neither controller was closed with 4005"
+        print(f"account frame budget across two nodes: {received} frames passed")
+        assert 90 <= received < 220, received
+        assert closes == [4005, 4005], closes
         for link in (dev, tdev, *ctls):
             await link.close()
 
@@ -273,12 +258,7 @@ async def test_rate_limits_hold_across_nodes(make_cluster: ClusterFactory) -> No
 async def test_presence_and_device_listing_across_nodes(make_cluster: ClusterFactory) -> None:
     cluster = make_cluster(args=FAST)
     async with aiohttp.ClientSession() as http:
-        owner = await new_account(cluster[0].base)
-        controller = Endpoint(ROLE_CONTROLLER)
-        ctl = await connect(http, cluster[0].ws_base, controller, owner.token)
-        device = Endpoint(ROLE_DEVICE)
-        dev = await connect(http, cluster[1].ws_base, device)
-        await pair_and_claim(ctl, controller.id, dev, device.id)
+        _, ctl, device, dev, owner = await cross_pair(http, cluster[0], cluster[1])
         # A controller that connects later, on a third node, hears the device is online.
         late = await connect(http, cluster[2].ws_base, Endpoint(ROLE_CONTROLLER), owner.token)
         await late.expect(PRESENCE, device.id, b"\x01")

@@ -36,11 +36,10 @@ from testbed.relay import RelayCluster, RelayProcess, until_command_works
 from testbed.tls_pipe import TlsPipe
 from tests.relay.conftest import ClusterServers, cluster_config, make_config
 
-from .conftest import FAST, ClusterFactory, holder
+from .conftest import CODE, FAST, ClusterFactory, cross_pair, firmware_session, holder
 
 pytestmark = pytest.mark.slow
 
-CODE = "40961357"
 # A node that cannot route must not keep its clients longer than this (probe timeout
 # 2 s, grace 2 s with FAST, plus a probe interval).
 CUT_OFF_BOUND_S = 8.0
@@ -60,16 +59,6 @@ async def wait_status(
         while (await healthz(http, node))[0] != status:  # noqa: ASYNC110 (another process)
             await asyncio.sleep(0.1)
     return time.monotonic() - started
-
-
-async def cross_pair(http: aiohttp.ClientSession, ctl_node: RelayProcess, dev_node: RelayProcess
-                     ) -> tuple[Endpoint, Link, Endpoint, Link, str]:  # fmt: skip
-    owner = await new_account(ctl_node.base)
-    controller, device = Endpoint(ROLE_CONTROLLER), Endpoint(ROLE_DEVICE)
-    ctl = await connect(http, ctl_node.ws_base, controller, owner.token)
-    dev = await connect(http, dev_node.ws_base, device)
-    await pair_and_claim(ctl, controller.id, dev, device.id)
-    return controller, ctl, device, dev, owner.token
 
 
 async def routes(ctl: Link, controller: Endpoint, dev: Link, device: Endpoint) -> None:
@@ -112,14 +101,9 @@ async def test_kill_9_of_the_devices_node_fails_over(
     proxy = make_haproxy(cluster)
     account = await new_account(proxy.base)
     ctl = await Controller(proxy.base, account.token).connect()
-    dev = make_device(proxy.device_url)
-    provision(dev.state, CODE)
-    dev.start()
-    await dev.wait_log_async("relay connected")
     async with aiohttp.ClientSession() as http:
         try:
-            device_pub = await ctl.pair(dev.device_id, CODE)
-            session = await ctl.open_session(dev.device_id, device_pub)
+            dev, device_pub, session = await firmware_session(make_device, proxy.device_url, ctl)
             assert (await session.command("relay1", "turn_on"))["ok"]
             victim = await holder(http, cluster, "device")
             cluster[victim].kill()
@@ -140,7 +124,7 @@ async def test_redis_restart_is_survived(
     cluster = make_cluster(args=FAST)
     redis = cluster_servers.redis
     async with aiohttp.ClientSession() as http:
-        controller, ctl, device, dev, token = await cross_pair(http, cluster[0], cluster[1])
+        controller, ctl, device, dev, owner = await cross_pair(http, cluster[0], cluster[1])
         # A quick restart (shorter than the grace): the connections stay, presence is
         # written again and frames cross again.
         redis.kill()
@@ -161,7 +145,7 @@ async def test_redis_restart_is_survived(
             redis.start()
         for node in cluster.nodes:
             await wait_status(http, node, 200, 10.0)
-        ctl = await connect(http, cluster[2].ws_base, controller, token)
+        ctl = await connect(http, cluster[2].ws_base, controller, owner.token)
         dev = await connect(http, cluster[0].ws_base, device)
         await routes_within(5.0, ctl, controller, dev, device)
         for link in (ctl, dev):

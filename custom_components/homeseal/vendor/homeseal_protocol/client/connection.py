@@ -76,6 +76,9 @@ class RelayConnection:
         self._connected = asyncio.Event()
         self.connected = False
         self.attempt = 0
+        # Authenticated connections so far: a reconnect is seen even when it is
+        # quicker than anyone polling `connected`.
+        self.established = 0
         self.last_error: str | None = None
 
     async def run(self) -> None:
@@ -137,6 +140,7 @@ class RelayConnection:
             await self._authenticate(ws)
             self.attempt = 0
             self.last_error = None
+            self.established += 1
             self.connected = True
             self._connected.set()
             _LOGGER.info("Connected to the relay")
