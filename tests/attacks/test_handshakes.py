@@ -21,13 +21,10 @@ from pathlib import Path
 import pytest
 
 from homeseal_protocol.session import InitiatorSession
-from testbed.accounts import new_account
-from testbed.endpoints import Controller
-from testbed.firmware import DeviceProcess, provision
 from testbed.relay import RelayProcess
 
 from .proxy import CONTROLLER, DEVICE, DOWN, UP, Mitm
-from .test_mitm import CODE, SESSION, Setup, kind
+from .test_mitm import SESSION, Setup, kind, paired_behind
 
 pytestmark = pytest.mark.micropython
 
@@ -38,19 +35,8 @@ BURST, EVERY_S = 4, 5.0  # session.HANDSHAKE_BURST, HANDSHAKE_EVERY_MS
 @pytest.fixture
 async def real_budget(relay: RelayProcess, mitm: Mitm, tmp_path: Path) -> AsyncIterator[Setup]:
     """The device behind the attacker with its default HANDSHAKE1 budget, paired."""
-    dev = DeviceProcess(tmp_path / "device", mitm.ws_device)
-    provision(dev.state, CODE)
-    dev.start()
-    _, token = await new_account(relay.base)
-    ctl = await Controller(mitm.http_base, token).connect()
-    try:
-        await dev.wait_log_async("relay connected")
-        device_pub = await ctl.pair(dev.device_id, CODE)
-        await dev.wait_log_async("claimed by controller")
-        yield Setup(mitm, dev, ctl, device_pub)
-    finally:
-        await ctl.close()
-        dev.stop()
+    async with paired_behind(relay, mitm, tmp_path, []) as su:
+        yield su
 
 
 def down_session(su: Setup, payload: bytes) -> bytes:

@@ -12,6 +12,7 @@ a key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -109,7 +110,16 @@ async def setup(relay: RelayProcess, mitm: Mitm, tmp_path: Path) -> AsyncIterato
     Each attack here breaks a session and opens a fresh one, many within seconds: the
     device's HANDSHAKE1 budget (4, then one per 5 s) is raised so that these tests are
     about detection; tests/attacks/test_handshakes.py runs it at its real size."""
-    dev = DeviceProcess(tmp_path / "device", mitm.ws_device, args=["--handshake-burst", "1000"])
+    async with paired_behind(relay, mitm, tmp_path, ["--handshake-burst", "1000"]) as su:
+        yield su
+
+
+@contextlib.asynccontextmanager
+async def paired_behind(
+    relay: RelayProcess, mitm: Mitm, tmp_path: Path, args: list[str]
+) -> AsyncIterator[Setup]:
+    """A device (started with `args`) and a controller, both behind the attacker, paired."""
+    dev = DeviceProcess(tmp_path / "device", mitm.ws_device, args=args)
     provision(dev.state, CODE)
     dev.start()
     _, token = await new_account(relay.base)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from pathlib import Path
 
 import aiohttp
@@ -26,7 +25,7 @@ from relay_server.config import Argon2Params, Config, Limits, RateLimit
 from relay_server.server import RelayServer
 from tests.relay.raw_http import RawResponse, http_request, raw_request
 
-from .profile import fuzz
+from .profile import fuzz, run_off_loop
 
 DOCUMENTED_STATUS = {200, 201, 204, 400, 401, 404, 405, 409, 413, 415, 429, 503}
 DOCUMENTED_CODES = {
@@ -168,21 +167,7 @@ async def test_relay_http_api_answers_every_request_as_documented(tmp_path: Path
         def one(request: bytes) -> None:
             asyncio.run_coroutine_threadsafe(one_request(request), loop).result(timeout=30)
 
-        errors: list[BaseException] = []
-
-        def worker() -> None:
-            try:
-                one()
-            except BaseException as err:
-                errors.append(err)
-
-        thread = threading.Thread(target=worker, name="fuzz-relay-http")
-        thread.start()
-        while thread.is_alive():  # noqa: ASYNC110 - a thread, not a task, is awaited
-            await asyncio.sleep(0.02)
-        thread.join()
-        if errors:
-            raise errors[0]
+        await run_off_loop(one, "fuzz-relay-http")
     finally:
         await http.close()
         await server.cleanup()

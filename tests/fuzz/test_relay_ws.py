@@ -13,7 +13,6 @@ Hypothesis drives a worker thread; the relay and the clients run on the test's l
 from __future__ import annotations
 
 import asyncio
-import threading
 from pathlib import Path
 
 import aiohttp
@@ -33,7 +32,7 @@ from testbed.endpoints import (
     pair_and_claim,
 )
 
-from .profile import fuzz
+from .profile import fuzz, run_off_loop
 from .strategies import frames
 
 ALLOWED_CLOSE = {1000, 1009, 4000, 4001, 4005}
@@ -167,21 +166,7 @@ async def test_relay_websockets_survive_random_frames(tmp_path: Path) -> None:
             check = _roundtrip(ctl, good_ctl.id, dev, good_dev.id, next(counter))
             asyncio.run_coroutine_threadsafe(check, loop).result(timeout=30)
 
-        errors: list[BaseException] = []
-
-        def worker() -> None:
-            try:
-                one()
-            except BaseException as err:
-                errors.append(err)
-
-        thread = threading.Thread(target=worker, name="fuzz-relay-ws")
-        thread.start()
-        while thread.is_alive():  # noqa: ASYNC110 - a thread, not a task, is awaited
-            await asyncio.sleep(0.02)
-        thread.join()
-        if errors:
-            raise errors[0]
+        await run_off_loop(one, "fuzz-relay-ws")
         await ctl.close()
         await dev.close()
     finally:
