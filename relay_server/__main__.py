@@ -37,6 +37,19 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"HOMESEAL_RELAY_{name}", default)
 
 
+def _env_int(name: str, default: int) -> int:
+    """An integer option's default: HOMESEAL_RELAY_<name> when set, else `default`."""
+    raw = _env(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        # Exit 2 with one line, as argparse does for a bad command-line value.
+        print(f"homeseal-relay: HOMESEAL_RELAY_{name}={raw!r} is not an integer", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _env_flag(name: str) -> bool:
     return (_env(name) or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -58,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--port",
         type=int,
-        default=int(_env("PORT", str(defaults.port)) or 0),
+        default=_env_int("PORT", defaults.port),
         help="listen port [HOMESEAL_RELAY_PORT] (default %(default)s)",
     )
     p.add_argument(
@@ -77,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--database-pool",
         type=int,
-        default=int(_env("DATABASE_POOL", str(defaults.database_pool_size)) or 0),
+        default=_env_int("DATABASE_POOL", defaults.database_pool_size),
         help="PostgreSQL connections this relay keeps at most "
         "[HOMESEAL_RELAY_DATABASE_POOL] (default %(default)s)",
     )
@@ -167,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-connections-per-account",
         type=int,
-        default=int(_env("MAX_CONNECTIONS_PER_ACCOUNT", str(lim.connections_per_account)) or 0),
+        default=_env_int("MAX_CONNECTIONS_PER_ACCOUNT", lim.connections_per_account),
         help="controller connections per account "
         "[HOMESEAL_RELAY_MAX_CONNECTIONS_PER_ACCOUNT] (default %(default)s)",
     )
@@ -189,14 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--register-per-address",
         type=int,
-        default=int(_env("REGISTER_PER_ADDRESS", str(int(lim.register_per_address.burst))) or 0),
+        default=_env_int("REGISTER_PER_ADDRESS", int(lim.register_per_address.burst)),
         help="registrations one client address may make at once; one more per minute after "
         "that [HOMESEAL_RELAY_REGISTER_PER_ADDRESS] (default %(default)s)",
     )
     p.add_argument(
         "--login-per-address",
         type=int,
-        default=int(_env("LOGIN_PER_ADDRESS", str(int(lim.login_per_address.burst))) or 0),
+        default=_env_int("LOGIN_PER_ADDRESS", int(lim.login_per_address.burst)),
         help="login attempts one client address may make at once; one more every 3 s after "
         "that [HOMESEAL_RELAY_LOGIN_PER_ADDRESS] (default %(default)s)",
     )
@@ -219,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-unauthenticated",
         type=int,
-        default=int(_env("MAX_UNAUTHENTICATED", str(lim.unauthenticated_connections)) or 0),
+        default=_env_int("MAX_UNAUTHENTICATED", lim.unauthenticated_connections),
         help="connections that are not an authenticated endpoint, in all; requests beyond "
         "get 503 too_many_connections [HOMESEAL_RELAY_MAX_UNAUTHENTICATED] "
         "(default %(default)s)",
@@ -236,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hash-queue",
         type=int,
-        default=int(_env("HASH_QUEUE", str(lim.hash_queue)) or 0),
+        default=_env_int("HASH_QUEUE", lim.hash_queue),
         help="password-hash jobs admitted at once (running or waiting on the "
         f"{lim.hash_workers} hash threads); beyond, 503 busy at once "
         "[HOMESEAL_RELAY_HASH_QUEUE] (default %(default)s)",
@@ -244,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--hash-jobs-per-address",
         type=int,
-        default=int(_env("HASH_JOBS_PER_ADDRESS", str(lim.hash_jobs_per_address)) or 0),
+        default=_env_int("HASH_JOBS_PER_ADDRESS", lim.hash_jobs_per_address),
         help="password-hash jobs one client address may have admitted; beyond, 429 "
         "[HOMESEAL_RELAY_HASH_JOBS_PER_ADDRESS] (default %(default)s)",
     )
@@ -258,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--send-queue-kib",
         type=int,
-        default=int(_env("SEND_QUEUE_KIB", str(lim.send_queue_bytes // 1024)) or 0),
+        default=_env_int("SEND_QUEUE_KIB", lim.send_queue_bytes // 1024),
         help="KiB queued for one connection before it is closed as a slow "
         "consumer [HOMESEAL_RELAY_SEND_QUEUE_KIB] (default %(default)s)",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
 import sqlite3
@@ -109,6 +110,21 @@ def test_key_file_must_be_private(tmp_path: Path) -> None:
     key.write_text("not hex")
     err = run_relay_expecting_failure(tmp_path, "--plain-http")
     assert "does not hold 32 hex-encoded bytes" in err
+
+
+def test_a_non_integer_environment_value_is_a_clear_error(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "relay_server", "--plain-http"],
+        cwd=ROOT,
+        env={**os.environ, "HOMESEAL_RELAY_PORT": "80a"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "HOMESEAL_RELAY_PORT='80a' is not an integer" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_help_documents_every_option(tmp_path: Path) -> None:
