@@ -178,19 +178,25 @@ def test_switch_light_and_button_reach_the_pins(system: System, ui: HaUi) -> Non
     # Brightness from the lamp's own dialog: its slider, moved with the keyboard.
     ui.page.get_by_text("Lamp", exact=True).click()
     slider = ui.page.get_by_role("slider", name="Brightness")
-    # One key at a time, each to the focused slider and seen by it before the next:
-    # the opening dialog moves the focus, and a key pressed while HA's answer to the
-    # previous one redraws the slider can be lost.
+    # One key at a time, each to the focused slider, and the next only once the lamp
+    # has reached this step: the opening dialog moves the focus, and HA's late answer
+    # to an earlier step redraws the slider at that step's value.
     slider.press("End")
     expect(slider).to_have_attribute("aria-valuenow", "100")
     for percent in (90, 80, 70, 60, 50):
         slider.press("PageDown")
         expect(slider).to_have_attribute("aria-valuenow", str(percent))
-    wait_until(
-        lambda: isinstance(duty := _pin(system, LIGHT_PIN), int) and 0.4 < duty / 65535 < 0.6,
-        10,
-        "the lamp at half brightness",
-    )
+        wait_until(
+            lambda p=percent: (
+                isinstance(duty := _pin(system, LIGHT_PIN), int)
+                and abs(duty / 65535 - p / 100) < 0.03
+            ),
+            10,
+            f"the lamp at {percent}% brightness",
+        )
+    duty = _pin(system, LIGHT_PIN)
+    assert isinstance(duty, int), duty
+    assert 0.4 < duty / 65535 < 0.6, duty  # half brightness
     ui.close_dialog()
 
     before = system.pulses().get(str(BUTTON_PIN), 0)
