@@ -173,14 +173,17 @@ def test_switch_light_and_button_reach_the_pins(system: System, ui: HaUi) -> Non
     ui.flip("Heater")
     wait_until(lambda: _pin(system, SWITCH_PIN) == 0, 10, "the heater pin to go low")
 
+    lamp = system.entity_ids()["lamp"]
     ui.flip("Lamp")
     wait_until(lambda: _pin(system, LIGHT_PIN) == 65535, 10, "the lamp at full brightness")
+    system.hass.wait_state(lamp, lambda s: s["attributes"].get("brightness") == 255, 10)
     # Brightness from the lamp's own dialog: its slider, moved with the keyboard.
     ui.page.get_by_text("Lamp", exact=True).click()
     slider = ui.page.get_by_role("slider", name="Brightness")
-    # One key at a time, each to the focused slider, and the next only once the lamp
-    # has reached this step: the opening dialog moves the focus, and HA's late answer
-    # to an earlier step redraws the slider at that step's value.
+    # One key at a time, and the next only once the lamp and Home Assistant's state
+    # have both reached this step: the dialog redraws the slider from every state
+    # answer, so a key pressed before the answer to the previous one arrives moves a
+    # slider that is about to jump back.
     slider.press("End")
     expect(slider).to_have_attribute("aria-valuenow", "100")
     for percent in (90, 80, 70, 60, 50):
@@ -194,6 +197,12 @@ def test_switch_light_and_button_reach_the_pins(system: System, ui: HaUi) -> Non
             10,
             f"the lamp at {percent}% brightness",
         )
+        system.hass.wait_state(
+            lamp,
+            lambda s, p=percent: round((s["attributes"].get("brightness") or 0) / 2.55) == p,
+            10,
+        )
+        expect(slider).to_have_attribute("aria-valuenow", str(percent))
     duty = _pin(system, LIGHT_PIN)
     assert isinstance(duty, int), duty
     assert 0.4 < duty / 65535 < 0.6, duty  # half brightness

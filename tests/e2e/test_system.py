@@ -22,6 +22,8 @@ from testbed.system import (
     DEVICE_ENTITIES,
     DOOR_PIN,
     LIGHT_PIN,
+    LONG_PRESS_S,
+    PAIRING_BUTTON,
     SWITCH_PIN,
     TEMP_PIN,
     System,
@@ -168,30 +170,48 @@ def test_door_contact(system: System, entities: dict[str, str]) -> None:
     hass.wait_state(door, "off")
 
 
-def test_demo_command_flips_the_door(system: System, entities: dict[str, str]) -> None:
-    """`scripts/demo door open|closed` (tools.demo), as the demo's banner tells a user."""
-    for what, state in (("open", "on"), ("closed", "off")):
-        proc = subprocess.run(
-            [sys.executable, "-m", "tools.demo", "--state-dir", str(system.dir), "door", what],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.strip() == f"door contact: {what}"
-        system.hass.wait_state(entities["door"], state)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tools.demo", "--state-dir", str(system.dir), "door", "ajar"],
+def _demo(system: System, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tools.demo", "--state-dir", str(system.dir), *command],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_demo_command_flips_the_door(system: System, entities: dict[str, str]) -> None:
+    """`scripts/demo door open|closed` (tools.demo), as the demo's banner tells a user."""
+    for what, state in (("open", "on"), ("closed", "off")):
+        proc = _demo(system, "door", what)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == f"door contact: {what}"
+        system.hass.wait_state(entities["door"], state)
+    proc = _demo(system, "door", "ajar")
     assert proc.returncode == 2
     assert "usage" in proc.stderr
+
+
+def test_demo_command_holds_the_pairing_button(system: System) -> None:
+    """`scripts/demo button S` presses the device's pairing button for S seconds and
+    releases it; what is not a duration is answered with the usage line."""
+    button = str(PAIRING_BUTTON["pin"])
+    proc = _demo(system, "button", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "holding the pairing button for 0.3 s …",
+        f"released: too short to do anything (hold {LONG_PRESS_S:g} s or more)",
+    ]
+    assert system.pins()[button] == 1  # released: the pull-up reads high again
+    for bad in (["button", "long"], ["button", "-1"], ["button", "nan"], ["temperature", "warm"]):
+        proc = _demo(system, *bad)
+        assert proc.returncode == 2, (bad, proc.stdout, proc.stderr)
+        assert "usage" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    proc = _demo(system, "temperature", "-40")
+    assert proc.returncode == 2
+    assert "reads 0 to 655.35" in proc.stderr
 
 
 def test_button(system: System, entities: dict[str, str]) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -206,11 +207,14 @@ def control(state_dir: Path, argv: list[str]) -> int:
             case ["door", ("open" | "closed") as what]:
                 system.set_door(what == "open")
                 print(f"door contact: {what}")
-            case ["temperature", value]:
-                system.set_temperature(float(value))
-                print(f"temperature: {float(value)} °C")
-            case ["button", seconds]:
-                held = float(seconds)
+            case ["temperature", value] if (celsius := _number(value)) is not None:
+                if not 0 <= celsius <= TEMP_MAX_C:
+                    reads = f"demo: the simulated sensor reads 0 to {TEMP_MAX_C:g} °C"
+                    print(reads, file=sys.stderr)
+                    return 2
+                system.set_temperature(celsius)
+                print(f"temperature: {celsius} °C")
+            case ["button", seconds] if (held := _number(seconds)) is not None and held >= 0:
                 print(f"holding the pairing button for {held:g} s …", flush=True)
                 system.hold_pairing_button(held)
                 if held >= FACTORY_RESET_S:
@@ -232,6 +236,19 @@ def control(state_dir: Path, argv: list[str]) -> int:
         print(f"demo: the simulated device does not answer ({err}): is the demo running?")
         return 1
     return 0
+
+
+# The simulated ADC reads 0..65535, hundredths of a degree (testbed.system).
+TEMP_MAX_C = 655.35
+
+
+def _number(text: str) -> float | None:
+    """A finite number from the command line, or None (the usage line answers it)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def main(argv: list[str] | None = None) -> int:
