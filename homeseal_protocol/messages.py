@@ -30,6 +30,15 @@ KINDS: Final[dict[str, frozenset[str]]] = {
     "binary_sensor": frozenset({"device_class"}),
     "button": frozenset(),
 }
+# Fields every kind may carry (HA's entity category and registry default).
+COMMON_OPTIONAL: Final = frozenset({"category", "disabled_by_default"})
+# A sensor reports and never configures: HA refuses a sensor in the config category.
+CATEGORIES: Final[dict[str, frozenset[str]]] = {
+    kind: frozenset(
+        {"diagnostic"} if kind in ("sensor", "binary_sensor") else {"config", "diagnostic"}
+    )
+    for kind in KINDS
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +51,8 @@ class EntityInfo:
     device_class: str | None = None
     unit: str | None = None
     state_class: str | None = None
+    category: str | None = None  # "config" or "diagnostic" (HA's entity category)
+    disabled_by_default: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +164,20 @@ def _entity(obj: Any) -> EntityInfo:
     kind = obj.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         raise MessageError(f"unknown entity kind {kind!r}")
-    _fields(obj, {"key", "kind", "name"}, KINDS[kind])
+    _fields(obj, {"key", "kind", "name"}, KINDS[kind] | COMMON_OPTIONAL)
     extra = {f: _str(obj[f], f, MAX_NAME) for f in KINDS[kind] if f in obj}
+    category = obj.get("category")
+    if category is not None and category not in CATEGORIES[kind]:
+        raise MessageError(f"category of a {kind} must be one of {sorted(CATEGORIES[kind])}")
+    disabled = obj.get("disabled_by_default", False)
+    if not isinstance(disabled, bool):
+        raise MessageError("disabled_by_default must be a bool")
     return EntityInfo(
         key=_key(obj["key"]),
         kind=kind,  # type: ignore[arg-type]  # checked against KINDS above
         name=_str(obj["name"], "name", MAX_NAME),
+        category=category,
+        disabled_by_default=disabled,
         **extra,
     )
 
@@ -285,9 +304,11 @@ def _encode_value(value: StateValue) -> Any:
     return value
 
 
-def _encode_entity(entity: EntityInfo) -> dict[str, str]:
-    obj = {"key": entity.key, "kind": entity.kind, "name": entity.name}
-    for field in ("device_class", "unit", "state_class"):
+def _encode_entity(entity: EntityInfo) -> dict[str, str | bool]:
+    obj: dict[str, str | bool] = {"key": entity.key, "kind": entity.kind, "name": entity.name}
+    for field in ("device_class", "unit", "state_class", "category"):
         if (value := getattr(entity, field)) is not None:
             obj[field] = value
+    if entity.disabled_by_default:
+        obj["disabled_by_default"] = True
     return obj

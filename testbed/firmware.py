@@ -44,10 +44,11 @@ TEST_ENTITIES: list[Entity] = [
         "state_class": "measurement",
         "interval": 1,
     },
-    {"key": "chip", "kind": "sensor", "name": "Chip", "source": "internal_temp", "interval": 1},
+    {"key": "chip", "kind": "sensor", "name": "Chip", "source": "internal_temp", "interval": 1,
+     "category": "diagnostic", "disabled_by_default": True},
     {"key": "door", "kind": "binary_sensor", "name": "Door", "pin": 4, "device_class": "door"},
     {"key": "bell", "kind": "button", "name": "Bell", "pin": 7, "pulse_ms": 100},
-]
+]  # fmt: skip
 TEST_PAIRING_BUTTON: Mapping[str, Any] = {"pin": 0, "long_press_ms": 300, "factory_reset_ms": 1200}
 
 

@@ -169,8 +169,12 @@ async def wait_for(predicate: Callable[[], bool], limit: float = 30) -> None:
 async def wait_available(
     hass: HomeAssistant, entity_ids: list[str], available: bool = True
 ) -> None:
+    # An entity disabled in the registry has no state, by design: it is not waited for.
+    registry = er.async_get(hass)
+    running = [e for e in entity_ids if not (r := registry.async_get(e)) or r.disabled_by is None]
+
     def check() -> bool:
-        states = [hass.states.get(e) for e in entity_ids]
+        states = [hass.states.get(e) for e in running]
         return all(s is not None and (s.state != STATE_UNAVAILABLE) == available for s in states)
 
     await wait_for(check)

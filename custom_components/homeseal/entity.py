@@ -7,6 +7,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
+from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
@@ -46,6 +47,10 @@ class HomeSealEntity(Entity):
         self._attr_name = info.name
         if info.device_class is None:
             self._attr_translation_key = info.kind
+        if info.category is not None:
+            self._attr_entity_category = EntityCategory(info.category)
+        # Applied when HA first registers the entity; the user's choice wins after.
+        self._attr_entity_registry_enabled_default = not info.disabled_by_default
         describe = link.describe
         self._attr_device_info = device_info(
             entry.runtime_data.account_device,

@@ -9,7 +9,10 @@ from homeseal.errors import ConfigError  # also config.ConfigError
 
 KINDS = ("switch", "light", "sensor", "binary_sensor", "button")
 _TOP = ("name", "model", "wifi", "relay", "pairing_button", "state_interval", "entities")
-_COMMON = ("key", "kind", "name")
+_COMMON = ("key", "kind", "name", "category", "disabled_by_default")
+# HA's entity categories; a sensor reports and never configures.
+_CATEGORIES = ("config", "diagnostic")
+_SENSORS = ("sensor", "binary_sensor")
 _EXTRA = {
     "switch": ("pin", "inverted"),
     "light": ("pin", "inverted", "freq"),
@@ -200,6 +203,12 @@ def _entity(e, i, seen_keys, seen_pins):
         raise ConfigError(f + ".key", "duplicate key " + key)
     seen_keys.append(key)
     out = {"key": key, "kind": kind, "name": _str(e, "name", f)}
+    cat = e.get("category")
+    allowed = ("diagnostic",) if kind in _SENSORS else _CATEGORIES
+    if cat is not None and cat not in allowed:
+        raise ConfigError(f + ".category", "must be " + " or ".join(allowed) + " for a " + kind)
+    out["category"] = cat
+    out["disabled_by_default"] = _bool(e, "disabled_by_default", f)
     if kind == "sensor":
         src = e.get("source", "adc")
         if src not in ("adc", "internal_temp"):

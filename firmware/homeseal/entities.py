@@ -24,9 +24,16 @@ class Entity:
     def __init__(self, cfg):
         self.key = cfg["key"]
         self.name = cfg["name"]
+        self._category = cfg["category"]
+        self._disabled = cfg["disabled_by_default"]
 
     def describe(self):
-        return {"key": self.key, "kind": self.kind, "name": self.name}
+        d = {"key": self.key, "kind": self.kind, "name": self.name}
+        if self._category:
+            d["category"] = self._category
+        if self._disabled:
+            d["disabled_by_default"] = True
+        return d
 
     def state(self):
         return None

@@ -56,6 +56,11 @@ async def test_describe_state_and_commands_for_every_entity(
         "key": "temp", "kind": "sensor", "name": "Temperature", "unit": "°C",
         "device_class": "temperature", "state_class": "measurement",
     }  # fmt: skip
+    assert described["chip"] == {
+        "key": "chip", "kind": "sensor", "name": "Chip",
+        "category": "diagnostic", "disabled_by_default": True,
+    }  # fmt: skip
+    assert "category" not in described["relay1"]
     assert described["door"] == {
         "key": "door",
         "kind": "binary_sensor",

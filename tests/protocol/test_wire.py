@@ -106,6 +106,8 @@ def test_device_messages_parse_and_round_trip() -> None:
         "button",
     ]
     assert describe.entities[2].unit == "°C"
+    assert describe.entities[2].category is None
+    assert describe.entities[2].disabled_by_default is False
     assert messages.parse_device_message(messages.encode(describe)) == describe
 
     state = messages.parse_device_message(
@@ -131,6 +133,20 @@ def test_device_messages_parse_and_round_trip() -> None:
     assert messages.parse_device_message(messages.encode(result)) == result
     assert messages.parse_device_message(_b({"t": "ping", "id": 1})) == messages.Ping(1)
     assert messages.parse_device_message(_b({"t": "pong", "id": 2})) == messages.Pong(2)
+
+
+def test_entity_category_and_default() -> None:
+    chip = {"key": "chip", "kind": "sensor", "name": "Chip", "category": "diagnostic",
+            "disabled_by_default": True}  # fmt: skip
+    setting = {"key": "mode", "kind": "switch", "name": "Mode", "category": "config"}
+    describe = messages.parse_device_message(_b({**DESCRIBE, "entities": [chip, setting]}))
+    assert isinstance(describe, messages.Describe)
+    assert [(e.category, e.disabled_by_default) for e in describe.entities] == [
+        ("diagnostic", True),
+        ("config", False),
+    ]
+    encoded = json.loads(messages.encode(describe))
+    assert encoded["entities"] == [chip, setting]  # a false default is left out
 
 
 @pytest.mark.parametrize(
@@ -164,6 +180,18 @@ def test_device_messages_parse_and_round_trip() -> None:
         {**DESCRIBE, "entities": [{"key": "a" * 33, "kind": "switch", "name": "A"}]},
         {**DESCRIBE, "entities": [{"key": "a", "kind": "switch", "name": "A" * 65}]},
         {**DESCRIBE, "entities": [{"key": "a", "kind": "switch", "name": "A"}] * 2},
+        {
+            **DESCRIBE,
+            "entities": [{"key": "a", "kind": "sensor", "name": "A", "category": "config"}],
+        },
+        {
+            **DESCRIBE,
+            "entities": [{"key": "a", "kind": "switch", "name": "A", "category": "primary"}],
+        },
+        {
+            **DESCRIBE,
+            "entities": [{"key": "a", "kind": "switch", "name": "A", "disabled_by_default": 1}],
+        },
         {**DESCRIBE, "fw": 1},
         {**DESCRIBE, "extra": 1},
     ],

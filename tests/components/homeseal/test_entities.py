@@ -252,6 +252,43 @@ async def test_device_name_and_stale_entities_follow_describe(
     await wait_for(lambda: "button.test_board_bell" in entity_ids(hass, subentry_id))
 
 
+async def test_entity_categories_and_disabled_by_default(
+    hass: HomeAssistant, relay: ProxiedRelay, make_device: Callable[..., DeviceProcess]
+) -> None:
+    """The category and the registry default a device's config gives an entity reach
+    HA's entity registry: a diagnostic sensor, a config switch, a sensor disabled by
+    default (no state until the user enables it), the others as before."""
+    device = make_device(start=False)
+    device.entities = [
+        {**e, "category": "config"} if e["key"] == "relay1" else e for e in device.entities
+    ]
+    device.entities.append(
+        {"key": "chip", "kind": "sensor", "name": "Chip", "source": "internal_temp",
+         "category": "diagnostic", "disabled_by_default": True}
+    )  # fmt: skip
+
+    def start() -> None:
+        device.write_config()
+        device.start(wait_for="relay connected")
+
+    run_in_thread(start)
+    entry = await setup_account(hass, relay)
+    await pair(hass, entry, device)
+    registry = er.async_get(hass)
+    chip = registry.async_get("sensor.test_board_chip")
+    assert chip is not None
+    assert chip.entity_category is EntityCategory.DIAGNOSTIC
+    assert chip.disabled_by is er.RegistryEntryDisabler.INTEGRATION
+    assert hass.states.get("sensor.test_board_chip") is None
+    relay_switch = registry.async_get("switch.test_board_relay")
+    assert relay_switch.entity_category is EntityCategory.CONFIG
+    assert relay_switch.disabled_by is None
+    lamp = registry.async_get("light.test_board_lamp")
+    assert lamp.entity_category is None
+    assert lamp.disabled_by is None
+    assert hass.states.get("switch.test_board_relay").state == STATE_OFF
+
+
 async def test_relay_connection_entity(hass: HomeAssistant, relay: ProxiedRelay) -> None:
     entry = await setup_account(hass, relay)
     registry = er.async_get(hass)

@@ -11,6 +11,7 @@
 # "FAIL NAME: why", and a failing check does not stop the others; "done" ends
 # the run.
 import asyncio
+import json
 import os
 import sys
 import time
@@ -151,6 +152,21 @@ def _():
 @check("url bad")
 def _():
     return raises(config.ConfigError, config.parse_url, "ws://h:port")
+
+
+@check("example config entities")
+def _():
+    # firmware/config.example.json, as a user copies it (its wss:// needs TLS, which
+    # this build lacks: the relay is swapped for a ws:// one).
+    root = sys.argv[0].rsplit("/tests/", 1)[0]
+    with open(root + "/firmware/config.example.json") as f:
+        cfg = json.load(f)
+    cfg["relay"] = {"url": "ws://relay.example/ws/device"}
+    ents = config.validate(cfg)["entities"]
+    chip = next(e for e in ents if e["key"] == "chip")
+    expect(chip["category"] == "diagnostic", chip)
+    expect(not chip["disabled_by_default"], chip)
+    return all(e["category"] is None for e in ents if e["key"] != "chip")
 
 
 # ------------------------------------------------------------ messages: strict parsing
