@@ -37,8 +37,9 @@ SWITCH_PIN, LIGHT_PIN, TEMP_PIN, DOOR_PIN, BUTTON_PIN = 5, 6, 26, 4, 7
 PAIRING_BUTTON = {"pin": 0}
 LONG_PRESS_S, FACTORY_RESET_S = 5.0, 15.0
 DEVICE_ENTITIES: list[Entity] = [
-    {"key": "heater", "kind": "switch", "name": "Heater", "pin": SWITCH_PIN},
-    {"key": "lamp", "kind": "light", "name": "Lamp", "pin": LIGHT_PIN},
+    # Back as they were after the simulated device restarts.
+    {"key": "heater", "kind": "switch", "name": "Heater", "pin": SWITCH_PIN, "restore": "last"},
+    {"key": "lamp", "kind": "light", "name": "Lamp", "pin": LIGHT_PIN, "restore": "last"},
     {
         "key": "temperature",
         "kind": "sensor",

@@ -8,14 +8,24 @@ import json
 from homeseal.errors import ConfigError  # also config.ConfigError
 
 KINDS = ("switch", "light", "sensor", "binary_sensor", "button")
-_TOP = ("name", "model", "wifi", "relay", "pairing_button", "state_interval", "entities")
+_TOP = (
+    "name",
+    "model",
+    "wifi",
+    "relay",
+    "pairing_button",
+    "state_interval",
+    "save_delay",
+    "entities",
+)
 _COMMON = ("key", "kind", "name", "category", "disabled_by_default")
 # HA's entity categories; a sensor reports and never configures.
 _CATEGORIES = ("config", "diagnostic")
 _SENSORS = ("sensor", "binary_sensor")
+_RESTORE = ("off", "on", "last")
 _EXTRA = {
-    "switch": ("pin", "inverted"),
-    "light": ("pin", "inverted", "freq"),
+    "switch": ("pin", "inverted", "restore"),
+    "light": ("pin", "inverted", "freq", "restore"),
     "sensor": (
         "source",
         "pin",
@@ -224,6 +234,12 @@ def _entity(e, i, seen_keys, seen_pins):
     else:
         out["pin"] = _pin(e, f)
         out["inverted"] = _bool(e, "inverted", f)
+        if kind in ("switch", "light"):
+            # What the output does after a reboot: off (the default), on, or its
+            # last state (entities.py saves it a few seconds after a change).
+            out["restore"] = e.get("restore", "off")
+            if out["restore"] not in _RESTORE:
+                raise ConfigError(f + ".restore", "must be " + ", ".join(_RESTORE))
         if kind == "light":
             out["freq"] = _int(e, "freq", f, 1000, 1, 40000000)
         elif kind == "binary_sensor":
@@ -246,6 +262,9 @@ def validate(d):
         "name": _str(d, "name", "", default="HomeSeal device"),
         "model": _str(d, "model", "", default="homeseal-mpy"),
         "state_interval": _int(d, "state_interval", "", 60, 5, 3600),
+        # Seconds an output's new state waits before it is written (restore: last):
+        # a burst of changes costs one flash write, a cut within it loses that change.
+        "save_delay": _int(d, "save_delay", "", 10, 1, 3600),
         "wifi": None,
         "pairing_button": None,
     }

@@ -53,7 +53,11 @@ class Device:
         unload("bootstate")
         self.priv, self.pub, self.controller_id, self.controller_pub, self.claimed, failed = boot
         self.id = ids.endpoint_id(self.pub)
-        self.ents = entities.Entities(cfg["entities"], hw)
+        self.ents = entities.Entities(cfg["entities"], hw, self._saved_outputs())
+        # What the outputs record holds (or, before the first write, what the
+        # outputs booted with), and since when the outputs differ from it.
+        self._outputs_saved = self.ents.restorable()
+        self._outputs_changed = None
         self.button = entities.PairingButton(pb, hw) if pb else None
         self.pairing = pairing.Pairing(
             st,
@@ -87,6 +91,27 @@ class Device:
         else:
             log("paired with controller " + ids.format_id(self.controller_id))
 
+    def _saved_outputs(self):
+        try:
+            return self.st.read(store.OUTPUTS)
+        except store.StoreError as e:
+            # Only the outputs' last states are lost: they boot as restore says for off.
+            self.log("outputs record unreadable (%s): outputs start off" % e)
+            return None
+
+    def _save_outputs(self, now):
+        """Write the outputs' states once they have differed from the record for
+        save_delay: a burst of changes is one write, and no change is none."""
+        current = self.ents.restorable()
+        if current == self._outputs_saved:
+            self._outputs_changed = None
+        elif self._outputs_changed is None:
+            self._outputs_changed = now
+        elif time.ticks_diff(now, self._outputs_changed) >= self.cfg["save_delay"] * 1000:
+            self.st.write(store.OUTPUTS, current)
+            self._outputs_saved = current
+            self._outputs_changed = None
+
     def _describe(self):
         # Encoded when needed (once per session) rather than kept in RAM.
         return messages.describe(
@@ -113,6 +138,7 @@ class Device:
             now = time.ticks_ms()
             try:
                 self.pairing.tick(now)
+                self._save_outputs(now)
                 if time.ticks_diff(now, next_state) >= 0:
                     next_state = time.ticks_add(now, interval)
                     if self.responder.is_open:

@@ -49,10 +49,13 @@ class Entity:
 class Switch(Entity):
     kind = "switch"
 
-    def __init__(self, cfg, hw):
+    def __init__(self, cfg, hw, saved=None):
         super().__init__(cfg)
-        self._on = False
+        self.restore = cfg["restore"]
+        last = saved is True and self.restore == "last"
+        self._on = self.restore == "on" or last
         self._out = hw.Output(cfg["pin"], cfg["inverted"])
+        self._out.set(self._on)
 
     def state(self):
         return self._on
@@ -74,11 +77,18 @@ class Switch(Entity):
 class Light(Entity):
     kind = "light"
 
-    def __init__(self, cfg, hw):
+    def __init__(self, cfg, hw, saved=None):
         super().__init__(cfg)
-        self._on = False
+        self.restore = cfg["restore"]
+        self._on = self.restore == "on"
         self._level = 255  # what turn_on without brightness restores
+        if self.restore == "last" and type(saved) is dict:
+            level = saved.get("brightness")
+            if type(level) is int and 1 <= level <= 255:
+                self._level = level
+                self._on = saved.get("on") is True
         self._pwm = hw.Pwm(cfg["pin"], cfg["freq"], cfg["inverted"])
+        self._pwm.set(self._level if self._on else 0)
 
     def state(self):
         return {"on": self._on, "brightness": self._level}
@@ -260,11 +270,16 @@ class PairingButton:
 
 
 class Entities:
-    def __init__(self, cfgs, hw):
+    def __init__(self, cfgs, hw, saved=None):
+        # saved: the outputs' states as restorable() returned them before a reboot.
+        saved = saved or {}
         self.all = []
         for i, c in enumerate(cfgs):
             try:
-                self.all.append(_CLASSES[c["kind"]](c, hw))
+                if c["kind"] in ("switch", "light"):
+                    self.all.append(_CLASSES[c["kind"]](c, hw, saved.get(c["key"])))
+                else:
+                    self.all.append(_CLASSES[c["kind"]](c, hw))
             except Exception as e:
                 # e.g. a pin this board does not have: name the field, stop cleanly.
                 raise ConfigError(
@@ -277,6 +292,15 @@ class Entities:
 
     def describe(self):
         return [e.describe() for e in self.all]
+
+    def restorable(self):
+        """The states of the outputs that come back as they were after a reboot
+        (restore: last), or None when there are none."""
+        s = {}
+        for e in self.all:
+            if getattr(e, "restore", None) == "last":
+                s[e.key] = e.state()
+        return s or None
 
     def full_state(self):
         s = {}

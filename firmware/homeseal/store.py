@@ -24,6 +24,7 @@ IDENTITY = "identity.json"  # the device's static X25519 key pair
 PROVISIONING = "provisioning.json"  # SPAKE2+ verifier (w0, L) and PBKDF parameters
 PAIRING = "pairing.json"  # the pinned controller, or {"controller_id": null}
 ATTEMPTS = "attempts.json"  # failed pairing attempts in the current window
+OUTPUTS = "outputs.json"  # the states of the outputs with restore: last
 
 _SUM = ', "sum": "'
 

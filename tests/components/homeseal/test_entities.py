@@ -4,7 +4,9 @@ real firmware (PROTOCOL §6, §7)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -23,6 +25,7 @@ from custom_components.homeseal.entity import enum_or_none
 from testbed.firmware import DeviceProcess
 from testbed.ha_flows import entity_ids, pair, setup_account, wait_available, wait_for
 from testbed.relay import ProxiedRelay
+from tests.firmware.statefiles import read_record
 
 from .conftest import run_in_thread
 
@@ -287,6 +290,55 @@ async def test_entity_categories_and_disabled_by_default(
     assert lamp.entity_category is None
     assert lamp.disabled_by is None
     assert hass.states.get("switch.test_board_relay").state == STATE_OFF
+
+
+async def test_outputs_restored_after_the_device_reboots(
+    hass: HomeAssistant, relay: ProxiedRelay, make_device: Callable[..., DeviceProcess]
+) -> None:
+    """A switch and a light with `restore: last`, set from HA, come back as they were
+    after a `kill -9` of the device, at its pins and in HA (not off, with HA mirroring
+    that)."""
+    device = make_device(start=False)
+    device.entities = [
+        {**e, "restore": "last"} if e["kind"] in ("switch", "light") else e for e in device.entities
+    ]
+    device.fields["save_delay"] = 1
+
+    def start() -> None:
+        device.write_config()
+        device.start(wait_for="relay connected")
+
+    run_in_thread(start)
+    entry = await setup_account(hass, relay)
+    await pair(hass, entry, device)
+    await hass.services.async_call(
+        "switch", "turn_on", {ATTR_ENTITY_ID: "switch.test_board_relay"}, blocking=True
+    )
+    await hass.services.async_call(
+        "light",
+        "turn_on",
+        {ATTR_ENTITY_ID: "light.test_board_lamp", ATTR_BRIGHTNESS: 90},
+        blocking=True,
+    )
+    saved = {"relay1": True, "lamp": {"on": True, "brightness": 90}}
+    # Written save_delay after the change, by another process: polled.
+    record = partial(read_record, device.state, "outputs.json")
+    async with asyncio.timeout(15):
+        while await hass.async_add_executor_job(record) != saved:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+
+    def reboot() -> None:
+        device.kill()
+        device.start(wait_for="control socket")
+
+    run_in_thread(reboot)
+    pins = await device.pins()
+    assert (pins["2"], pins["3"]) == (1, 90 * 257)  # at boot, before any session
+    await wait_available(hass, ["switch.test_board_relay", "light.test_board_lamp"])
+    await wait_for(lambda: hass.states.get("switch.test_board_relay").state == STATE_ON)
+    lamp = hass.states.get("light.test_board_lamp")
+    assert lamp.state == STATE_ON
+    assert lamp.attributes[ATTR_BRIGHTNESS] == 90
 
 
 async def test_relay_connection_entity(hass: HomeAssistant, relay: ProxiedRelay) -> None:
