@@ -55,14 +55,18 @@ HA_DEVICE_ENTITIES: list[Entity] = [
 
 
 def ha_device(
-    workdir: Path, relay_url: str, name: str = "Test board", args: Sequence[str] = ()
+    workdir: Path,
+    relay_url: str,
+    name: str = "Test board",
+    args: Sequence[str] = (),
+    entities: Sequence[Entity] = HA_DEVICE_ENTITIES,
 ) -> DeviceProcess:
-    """The firmware with HA_DEVICE_ENTITIES, state pushed every 5 s, a quick pairing
-    button (long press 100 ms, factory reset 200 ms)."""
+    """The firmware with `entities` (HA_DEVICE_ENTITIES), state pushed every 5 s, a
+    quick pairing button (long press 100 ms, factory reset 200 ms)."""
     return DeviceProcess(
         workdir,
         relay_url,
-        entities=HA_DEVICE_ENTITIES,
+        entities=entities,
         name=name,
         model="sim-1",
         pairing_button={"pin": "0", "long_press_ms": 100, "factory_reset_ms": 200},

@@ -36,6 +36,8 @@ SWITCH_PIN, LIGHT_PIN, TEMP_PIN, DOOR_PIN, BUTTON_PIN = 5, 6, 26, 4, 7
 # 5 s hold reopens pairing, a 15 s hold is a factory reset).
 PAIRING_BUTTON = {"pin": 0}
 LONG_PRESS_S, FACTORY_RESET_S = 5.0, 15.0
+TEMP_SCALE = 0.01  # °C per step of the simulated ADC (0..65535)
+TEMP_RANGE_C = (0.0, 65535 * TEMP_SCALE)
 DEVICE_ENTITIES: list[Entity] = [
     # Back as they were after the simulated device restarts.
     {"key": "heater", "kind": "switch", "name": "Heater", "pin": SWITCH_PIN, "restore": "last"},
@@ -46,7 +48,7 @@ DEVICE_ENTITIES: list[Entity] = [
         "name": "Temperature",
         "pin": TEMP_PIN,
         # The simulated ADC reads 0..65535: hundredths of a degree.
-        "scale": 0.01,
+        "scale": TEMP_SCALE,
         "precision": 1,
         "unit": "°C",
         "device_class": "temperature",
@@ -299,7 +301,11 @@ class System:
         self.set_pin(DOOR_PIN, 1 if is_open else 0)
 
     def set_temperature(self, celsius: float) -> None:
-        self.set_pin(TEMP_PIN, round(celsius * 100))
+        """ValueError outside what the simulated sensor can read (TEMP_RANGE_C)."""
+        low, high = TEMP_RANGE_C
+        if not low <= celsius <= high:
+            raise ValueError(f"the simulated sensor reads {low:g} to {high:g} °C")
+        self.set_pin(TEMP_PIN, round(celsius / TEMP_SCALE))
 
     def hold_pairing_button(self, seconds: float) -> None:
         run_sync(self.device.hold_button(round(seconds * 1000)))

@@ -55,7 +55,7 @@ class Device:
         self.id = ids.endpoint_id(self.pub)
         self.ents = entities.Entities(cfg["entities"], hw, self._saved_outputs())
         # What the outputs record holds (or, before the first write, what the
-        # outputs booted with), and since when the outputs differ from it.
+        # outputs booted with), and when a command first changed an output since.
         self._outputs_saved = self.ents.restorable()
         self._outputs_changed = None
         self.button = entities.PairingButton(pb, hw) if pb else None
@@ -95,22 +95,21 @@ class Device:
         try:
             return self.st.read(store.OUTPUTS)
         except store.StoreError as e:
-            # Only the outputs' last states are lost: they boot as restore says for off.
-            self.log("outputs record unreadable (%s): outputs start off" % e)
+            self.log("outputs record unreadable (%s): restore: last outputs start off" % e)
             return None
 
     def _save_outputs(self, now):
-        """Write the outputs' states once they have differed from the record for
-        save_delay: a burst of changes is one write, and no change is none."""
+        """save_delay after the first change since the last check, write the outputs'
+        states if they differ from the record: a burst of changes is one write, a
+        change undone meanwhile is none, and a quiet tick costs one comparison."""
+        changed = self._outputs_changed
+        if changed is None or time.ticks_diff(now, changed) < self.cfg["save_delay"] * 1000:
+            return
+        self._outputs_changed = None
         current = self.ents.restorable()
-        if current == self._outputs_saved:
-            self._outputs_changed = None
-        elif self._outputs_changed is None:
-            self._outputs_changed = now
-        elif time.ticks_diff(now, self._outputs_changed) >= self.cfg["save_delay"] * 1000:
+        if current != self._outputs_saved:
             self.st.write(store.OUTPUTS, current)
             self._outputs_saved = current
-            self._outputs_changed = None
 
     def _describe(self):
         # Encoded when needed (once per session) rather than kept in RAM.
@@ -273,6 +272,8 @@ class Device:
         if err is None:
             after = self.ents.value(key)
             if after != before:
+                if self._outputs_changed is None:
+                    self._outputs_changed = time.ticks_ms()  # _save_outputs looks later
                 await self._send_app(messages.state({key: after}))
 
     async def _send_app(self, pt):

@@ -18,14 +18,15 @@ import logging
 import socket
 import threading
 import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from homeassistant import block_async_io
 
-from testbed.firmware import DeviceProcess
-from testbed.ha_flows import PASSWORD, ha_device
+from testbed.firmware import DeviceProcess, Entity
+from testbed.ha_flows import HA_DEVICE_ENTITIES, PASSWORD, ha_device
 from testbed.relay import ProxiedRelay
 from testbed.tls import TlsFiles, make_tls
 
@@ -162,10 +163,17 @@ def make_device(relay: ProxiedRelay, tmp_path: Path) -> Iterator[Callable[..., D
     devices: list[DeviceProcess] = []
 
     def make(
-        name: str = "Test board", start: bool = True, window_seconds: int | None = None
+        name: str = "Test board",
+        start: bool = True,
+        window_seconds: int | None = None,
+        entities: Sequence[Entity] = HA_DEVICE_ENTITIES,
+        **fields: Any,
     ) -> DeviceProcess:
+        """`fields`: top-level config.json fields on top of the defaults (save_delay …)."""
         args = ["--window-seconds", str(window_seconds)] if window_seconds is not None else []
-        device = ha_device(tmp_path / f"device{len(devices)}", relay.device_url, name, args)
+        workdir = tmp_path / f"device{len(devices)}"
+        device = ha_device(workdir, relay.device_url, name, args, entities)
+        device.fields.update(fields)
         devices.append(device)
         run_in_thread(device.provision)
         if start:

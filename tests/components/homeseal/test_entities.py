@@ -23,7 +23,14 @@ from custom_components.homeseal.compat import async_get_device
 from custom_components.homeseal.const import DOMAIN
 from custom_components.homeseal.entity import enum_or_none
 from testbed.firmware import DeviceProcess
-from testbed.ha_flows import entity_ids, pair, setup_account, wait_available, wait_for
+from testbed.ha_flows import (
+    HA_DEVICE_ENTITIES,
+    entity_ids,
+    pair,
+    setup_account,
+    wait_available,
+    wait_for,
+)
 from testbed.relay import ProxiedRelay
 from tests.firmware.statefiles import read_record
 
@@ -261,20 +268,17 @@ async def test_entity_categories_and_disabled_by_default(
     """The category and the registry default a device's config gives an entity reach
     HA's entity registry: a diagnostic sensor, a config switch, a sensor disabled by
     default (no state until the user enables it), the others as before."""
-    device = make_device(start=False)
-    device.entities = [
-        {**e, "category": "config"} if e["key"] == "relay1" else e for e in device.entities
-    ]
-    device.entities.append(
-        {"key": "chip", "kind": "sensor", "name": "Chip", "source": "internal_temp",
-         "category": "diagnostic", "disabled_by_default": True}
-    )  # fmt: skip
-
-    def start() -> None:
-        device.write_config()
-        device.start(wait_for="relay connected")
-
-    run_in_thread(start)
+    chip_sensor = {"key": "chip", "kind": "sensor", "name": "Chip", "source": "internal_temp",
+            "category": "diagnostic", "disabled_by_default": True}  # fmt: skip
+    device = make_device(
+        entities=[
+            *(
+                {**e, "category": "config"} if e["key"] == "relay1" else e
+                for e in HA_DEVICE_ENTITIES
+            ),
+            chip_sensor,
+        ]
+    )
     entry = await setup_account(hass, relay)
     await pair(hass, entry, device)
     registry = er.async_get(hass)
@@ -298,17 +302,13 @@ async def test_outputs_restored_after_the_device_reboots(
     """A switch and a light with `restore: last`, set from HA, come back as they were
     after a `kill -9` of the device, at its pins and in HA (not off, with HA mirroring
     that)."""
-    device = make_device(start=False)
-    device.entities = [
-        {**e, "restore": "last"} if e["kind"] in ("switch", "light") else e for e in device.entities
-    ]
-    device.fields["save_delay"] = 1
-
-    def start() -> None:
-        device.write_config()
-        device.start(wait_for="relay connected")
-
-    run_in_thread(start)
+    outputs = ("switch", "light")
+    device = make_device(
+        entities=[
+            {**e, "restore": "last"} if e["kind"] in outputs else e for e in HA_DEVICE_ENTITIES
+        ],
+        save_delay=1,
+    )
     entry = await setup_account(hass, relay)
     await pair(hass, entry, device)
     await hass.services.async_call(
