@@ -1,6 +1,6 @@
 """Firmware benchmark: the whole device, precompiled to .mpy, on the unix port.
 
-    .venv/bin/python benchmarks/firmware_bench.py [--commands 1000] [--heap 128k]
+    .venv/bin/python benchmarks/firmware_bench.py [--commands 1000] [--heap 128k] [--every-kind]
 
 What it does, against the real relay process:
 
@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from homeseal_protocol.envelope import FrameType  # noqa: E402  (after the path tweak)
 from testbed.accounts import new_account  # noqa: E402
 from testbed.endpoints import Controller  # noqa: E402
-from testbed.firmware import DeviceProcess  # noqa: E402
+from testbed.firmware import MORE_KINDS, TEST_ENTITIES, DeviceProcess, Entity  # noqa: E402
 from testbed.paths import MPY_CROSS, micropython_env  # noqa: E402
 from testbed.process import TestbedError  # noqa: E402
 from testbed.relay import RelayProcess  # noqa: E402
@@ -79,10 +79,15 @@ def build_mpy(out: Path) -> Path:
     return out
 
 
+# The device's entities (--every-kind adds one of each kind beyond the first five).
+ENTITIES: list[Entity] = list(TEST_ENTITIES)
+
+
 def device(workdir: Path, relay: RelayProcess, build: Path, heap: int, *args: str) -> DeviceProcess:
     return DeviceProcess(
         workdir,
         relay.device_url,
+        entities=ENTITIES,
         heapsize=str(heap),
         main=build / "boot_bench.py",
         env={**micropython_env(), "MICROPYPATH": f".frozen:{build}"},
@@ -176,7 +181,7 @@ async def bisect(low: int, high: int, works: Any) -> int:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="homeseal-bench-"))
-    results: dict[str, Any] = {"heap_target": args.heap}
+    results: dict[str, Any] = {"heap_target": args.heap, "entities": len(ENTITIES)}
     relay = RelayProcess(work / "relay", args=RELAY_ARGS)
     relay.start()
     try:
@@ -250,9 +255,16 @@ def main() -> None:
     p.add_argument("--bisect-commands", type=int, default=200)
     p.add_argument("--heap", default="128k")
     p.add_argument("--no-bisect", action="store_true")
+    p.add_argument(
+        "--every-kind",
+        action="store_true",
+        help="declare one entity of every kind (testbed.firmware.MORE_KINDS too)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
+    if args.every_kind:
+        ENTITIES.extend(MORE_KINDS)
     results = asyncio.run(run(args))
     text = json.dumps(results, indent=2)
     print(text)

@@ -346,7 +346,7 @@ class Soak:
         brightness = random.randint(1, 255) if (key, action) == ("lamp", "turn_on") else None
         start = time.perf_counter()
         try:
-            await link.command(key, action, brightness)
+            await link.command(key, action, brightness=brightness)
         except DeviceError as err:
             self.errors.add(f"command {key}.{action} to {link.id_text}: {type(err).__name__} {err}")
             return

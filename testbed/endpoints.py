@@ -400,13 +400,13 @@ class SessionClient:
                 return msg
 
     async def command(
-        self, key: str, action: str, brightness: int | None = None, cid: int | None = None
+        self, key: str, action: str, cid: int | None = None, **argument: Any
     ) -> dict[str, Any]:
+        """`argument`: the action's one argument (brightness=, value=, option=), if any."""
         if cid is None:
             cid = self.next_id
             self.next_id += 1
         msg: dict[str, Any] = {"t": "command", "id": cid, "key": key, "action": action}
-        if brightness is not None:
-            msg["brightness"] = brightness
+        msg.update({k: v for k, v in argument.items() if v is not None})
         await self.send_app(msg)
         return await self.wait_for("result", id=cid)

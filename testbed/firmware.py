@@ -49,6 +49,18 @@ TEST_ENTITIES: list[Entity] = [
     {"key": "door", "kind": "binary_sensor", "name": "Door", "pin": 4, "device_class": "door"},
     {"key": "bell", "kind": "button", "name": "Bell", "pin": 7, "pulse_ms": 100},
 ]  # fmt: skip
+# One entity of each kind beyond the first five (PROTOCOL §7), on pins that neither
+# TEST_ENTITIES nor the HA tests' device use.
+MORE_KINDS: list[Entity] = [
+    {"key": "fan_speed", "kind": "number", "name": "Fan speed", "min": 0, "max": 100,
+     "step": 5, "unit": "%", "mode": "slider", "output": "pwm", "pin": 12},
+    {"key": "colour", "kind": "select", "name": "Status colour",
+     "options": ["red", "green", "blue"], "pins": [13, 14, 15]},
+    {"key": "address", "kind": "text_sensor", "name": "Address", "source": "ip",
+     "interval": 1, "category": "diagnostic"},
+    {"key": "wall", "kind": "event", "name": "Wall button", "pin": 16, "debounce_ms": 20,
+     "long_ms": 400, "double_ms": 300},
+]  # fmt: skip
 TEST_PAIRING_BUTTON: Mapping[str, Any] = {"pin": 0, "long_press_ms": 300, "factory_reset_ms": 1200}
 
 
@@ -262,7 +274,7 @@ class DeviceProcess(ChildProcess):
         """Output pin → how often it switched on."""
         return (await self.control({"op": "get"}))["pulses"]  # type: ignore[no-any-return]
 
-    async def set_pin(self, pin: str | int, value: float) -> None:
+    async def set_pin(self, pin: str | int, value: float | str) -> None:
         answer = await self.control({"op": "set", "pin": str(pin), "value": value})
         if answer != {"ok": True}:
             raise TestbedError(f"setting pin {pin} to {value}: {answer}")

@@ -33,8 +33,18 @@ else:
     from homeassistant.components.binary_sensor import BinarySensorDeviceClass
     from homeassistant.components.light import ATTR_BRIGHTNESS
 
+# 2026.7 gave button event entities standard event types (ButtonEventType); on older
+# releases the same strings are plain event types.
+try:
+    from homeassistant.components.event import ButtonEventType  # type: ignore[attr-defined,unused-ignore]
+
+    BUTTON_EVENT_TYPES: dict[str, str] = {t.value: t.value for t in ButtonEventType}
+except ImportError:
+    BUTTON_EVENT_TYPES = {t: t for t in ("press_end", "long_press_start", "multi_press_end")}
+
 __all__ = [
     "ATTR_BRIGHTNESS",
+    "BUTTON_EVENT_TYPES",
     "BinarySensorDeviceClass",
     "RepairsFlowResult",
     "async_get_device",

@@ -68,7 +68,7 @@ class HomeSealEntity(Entity):
         return self._link.available and any(e.key == self._info.key for e in self._link.entities)
 
     @property
-    def value(self) -> StateValue:
+    def state_value(self) -> StateValue:
         return self._link.values.get(self._info.key)
 
     async def async_added_to_hass(self) -> None:

@@ -31,12 +31,12 @@ class HomeSealLight(HomeSealEntity, LightEntity):
 
     @property
     def is_on(self) -> bool | None:
-        value = self.value
+        value = self.state_value
         return value.on if isinstance(value, LightState) else None
 
     @property
     def brightness(self) -> int | None:
-        value = self.value
+        value = self.state_value
         return value.brightness if isinstance(value, LightState) else None
 
     async def async_turn_on(self, **kwargs: Any) -> None:

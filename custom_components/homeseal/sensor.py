@@ -1,4 +1,5 @@
-"""Sensors of HomeSeal devices (ADC, internal temperature)."""
+"""Sensors of HomeSeal devices: numbers (ADC, internal temperature) and strings (the
+device's address, its last restart reason: PROTOCOL §7's text_sensor)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ async def async_setup_entry(
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
     async_setup_kind(hass, entry, async_add_entities, "sensor", HomeSealSensor)
+    async_setup_kind(hass, entry, async_add_entities, "text_sensor", HomeSealTextSensor)
 
 
 class HomeSealSensor(HomeSealEntity, SensorEntity):
@@ -30,7 +32,17 @@ class HomeSealSensor(HomeSealEntity, SensorEntity):
 
     @property
     def native_value(self) -> float | int | None:
-        value = self.value
+        value = self.state_value
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
         return value
+
+
+class HomeSealTextSensor(HomeSealEntity, SensorEntity):
+    """A string the device reports (HA has no text sensor platform: a sensor without a
+    unit or state class holds a string)."""
+
+    @property
+    def native_value(self) -> str | None:
+        value = self.state_value
+        return value if isinstance(value, str) else None

@@ -26,7 +26,7 @@ async def async_setup_entry(
 class HomeSealSwitch(HomeSealEntity, SwitchEntity):
     @property
     def is_on(self) -> bool | None:
-        value = self.value
+        value = self.state_value
         return value if isinstance(value, bool) else None
 
     async def async_turn_on(self, **kwargs: Any) -> None:

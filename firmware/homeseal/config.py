@@ -7,7 +7,17 @@ import json
 
 from homeseal.errors import ConfigError  # also config.ConfigError
 
-KINDS = ("switch", "light", "sensor", "binary_sensor", "button")
+KINDS = (
+    "switch",
+    "light",
+    "sensor",
+    "binary_sensor",
+    "button",
+    "number",
+    "select",
+    "text_sensor",
+    "event",
+)
 _TOP = (
     "name",
     "model",
@@ -21,8 +31,9 @@ _TOP = (
 _COMMON = ("key", "kind", "name", "category", "disabled_by_default")
 # HA's entity categories; a sensor reports and never configures.
 _CATEGORIES = ("config", "diagnostic")
-_SENSORS = ("sensor", "binary_sensor")
+_SENSORS = ("sensor", "binary_sensor", "text_sensor", "event")
 _RESTORE = ("off", "on", "last")
+_EVENT_TYPES = ("single", "double", "long")
 _EXTRA = {
     "switch": ("pin", "inverted", "restore"),
     "light": ("pin", "inverted", "freq", "restore"),
@@ -39,6 +50,24 @@ _EXTRA = {
     ),
     "binary_sensor": ("pin", "inverted", "debounce_ms", "device_class"),
     "button": ("pin", "inverted", "pulse_ms"),
+    "number": (
+        "output",
+        "pin",
+        "inverted",
+        "freq",
+        "pulse_us",
+        "min",
+        "max",
+        "step",
+        "initial",
+        "unit",
+        "mode",
+        "device_class",
+        "restore",
+    ),
+    "select": ("options", "initial", "pins", "inverted", "restore"),
+    "text_sensor": ("source", "interval"),
+    "event": ("pin", "inverted", "debounce_ms", "long_ms", "double_ms", "types"),
 }
 MAX_ENTITIES = 24
 
@@ -83,7 +112,8 @@ def _int(d, k, field, default, lo, hi):
 
 def _num(d, k, field, default):
     v = d.get(k, default)
-    if type(v) not in (int, float):
+    # v - v != 0: infinite or NaN (MicroPython's json reads 1e999 as inf).
+    if type(v) not in (int, float) or v - v != 0:
         raise ConfigError(field + "." + k, "must be a number")
     return v
 
@@ -106,6 +136,93 @@ def _pin(d, field):
     elif type(v) is not str or not 1 <= len(v) <= 16:
         raise ConfigError(f, "must be a GPIO number from 0 to 255 or a pin name")
     return v
+
+
+def _choice(d, k, field, choices, default):
+    v = d.get(k, default)
+    if v not in choices:
+        raise ConfigError(field + "." + k, "must be " + ", ".join(choices))
+    return v
+
+
+def _strings(d, k, field, hi, choices=None):
+    """A list of 1 to 16 distinct strings of 1 to `hi` characters (of `choices`)."""
+    v = d.get(k)
+    f = field + "." + k
+    if type(v) is not list or not 1 <= len(v) <= 16:
+        raise ConfigError(f, "must be a list of 1 to 16 strings")
+    for i, s in enumerate(v):
+        if type(s) is not str or not 1 <= len(s) <= hi:
+            raise ConfigError("%s[%d]" % (f, i), "must be a string of 1 to %d characters" % hi)
+        if choices is not None and s not in choices:
+            raise ConfigError("%s[%d]" % (f, i), "must be one of " + ", ".join(choices))
+        if s in v[:i]:
+            raise ConfigError("%s[%d]" % (f, i), "duplicate " + s)
+    return v
+
+
+def _number(e, f, out):
+    out["min"] = _num(e, "min", f, 0)
+    out["max"] = _num(e, "max", f, 100)
+    if out["max"] <= out["min"]:
+        raise ConfigError(f + ".max", "must be greater than min")
+    out["step"] = _num(e, "step", f, 1)
+    if out["step"] <= 0:
+        raise ConfigError(f + ".step", "must be greater than 0")
+    out["initial"] = _num(e, "initial", f, out["min"])
+    if not out["min"] <= out["initial"] <= out["max"]:
+        raise ConfigError(f + ".initial", "must be from min to max")
+    out["unit"] = _opt_str(e, "unit", f)
+    out["device_class"] = _opt_str(e, "device_class", f)
+    out["mode"] = None
+    if "mode" in e:
+        out["mode"] = _choice(e, "mode", f, ("auto", "box", "slider"), None)
+    out["output"] = _choice(e, "output", f, ("none", "pwm", "servo"), "none")
+    if out["output"] != "none":
+        out["pin"] = _pin(e, f)
+    elif "pin" in e:
+        raise ConfigError(f + ".pin", "only with output pwm or servo")
+    else:
+        out["pin"] = None
+    out["inverted"] = _bool(e, "inverted", f)
+    out["freq"] = _int(e, "freq", f, 1000, 1, 40000000)
+    p = e.get("pulse_us", [1000, 2000])
+    if type(p) is not list or len(p) != 2 or not all(type(x) is int for x in p):
+        raise ConfigError(f + ".pulse_us", "must be [shortest, longest] in microseconds")
+    if not 0 < p[0] < p[1] <= 20000:
+        raise ConfigError(f + ".pulse_us", "must be [shortest, longest] within 1 to 20000")
+    out["pulse_us"] = p
+
+
+def _select(e, f, out, seen_pins):
+    out["options"] = _strings(e, "options", f, 32)
+    out["initial"] = e.get("initial", out["options"][0])
+    if out["initial"] not in out["options"]:
+        raise ConfigError(f + ".initial", "must be one of the options")
+    out["inverted"] = _bool(e, "inverted", f)
+    out["pins"] = None
+    if "pins" in e:
+        pins = e["pins"]
+        if type(pins) is not list or len(pins) != len(out["options"]):
+            raise ConfigError(f + ".pins", "must list one pin per option")
+        for i, p in enumerate(pins):
+            _pin({"pin": p}, "%s.pins[%d]" % (f, i))
+            if p in seen_pins:
+                raise ConfigError("%s.pins[%d]" % (f, i), "pin %s is already used" % p)
+            seen_pins.append(p)
+        out["pins"] = pins
+
+
+def _event(e, f, out):
+    out["debounce_ms"] = _int(e, "debounce_ms", f, 30, 0, 1000)
+    out["long_ms"] = _int(e, "long_ms", f, 800, 100, 10000)
+    out["double_ms"] = _int(e, "double_ms", f, 300, 0, 2000)
+    if "types" in e:
+        out["types"] = _strings(e, "types", f, 6, _EVENT_TYPES)
+        if "double" in out["types"] and not out["double_ms"]:
+            raise ConfigError(f + ".types", "double needs double_ms greater than 0")
+    else:
+        out["types"] = ["single", "double", "long"] if out["double_ms"] else ["single", "long"]
 
 
 def _key(v, field):
@@ -216,10 +333,26 @@ def _entity(e, i, seen_keys, seen_pins):
     cat = e.get("category")
     allowed = ("diagnostic",) if kind in _SENSORS else _CATEGORIES
     if cat is not None and cat not in allowed:
-        raise ConfigError(f + ".category", "must be " + " or ".join(allowed) + " for a " + kind)
+        a = " for an " if kind[0] in "aeiou" else " for a "
+        raise ConfigError(f + ".category", "must be " + " or ".join(allowed) + a + kind)
     out["category"] = cat
     out["disabled_by_default"] = _bool(e, "disabled_by_default", f)
-    if kind == "sensor":
+    if kind in ("switch", "light", "number", "select"):
+        # What the output does after a reboot: off (the default), on, or its
+        # last state (entities.py saves it a few seconds after a change); for a
+        # number or a select off means its initial value, and on is not one.
+        choices = _RESTORE if kind in ("switch", "light") else ("off", "last")
+        out["restore"] = _choice(e, "restore", f, choices, "off")
+    if kind == "number":
+        _number(e, f, out)
+    elif kind == "select":
+        _select(e, f, out, seen_pins)
+        out["pin"] = None
+    elif kind == "text_sensor":
+        out["source"] = _choice(e, "source", f, ("ip", "restart_reason"), "ip")
+        out["interval"] = _int(e, "interval", f, 10, 1, 3600)
+        out["pin"] = None
+    elif kind == "sensor":
         src = e.get("source", "adc")
         if src not in ("adc", "internal_temp"):
             raise ConfigError(f + ".source", "must be adc or internal_temp")
@@ -234,13 +367,9 @@ def _entity(e, i, seen_keys, seen_pins):
     else:
         out["pin"] = _pin(e, f)
         out["inverted"] = _bool(e, "inverted", f)
-        if kind in ("switch", "light"):
-            # What the output does after a reboot: off (the default), on, or its
-            # last state (entities.py saves it a few seconds after a change).
-            out["restore"] = e.get("restore", "off")
-            if out["restore"] not in _RESTORE:
-                raise ConfigError(f + ".restore", "must be " + ", ".join(_RESTORE))
-        if kind == "light":
+        if kind == "event":
+            _event(e, f, out)
+        elif kind == "light":
             out["freq"] = _int(e, "freq", f, 1000, 1, 40000000)
         elif kind == "binary_sensor":
             out["debounce_ms"] = _int(e, "debounce_ms", f, 50, 0, 10000)

@@ -125,7 +125,9 @@ class Device:
             self.log("control socket %s:%d" % control)
         self.responder.precompute()  # the ephemeral key, ready for the first HANDSHAKE1
         await self.hw.network_up(self.cfg["wifi"], self.log)
-        asyncio.create_task(self.ents.run(self._on_change, self.button, self._on_button))
+        asyncio.create_task(
+            self.ents.run(self._on_change, self.button, self._on_button, self._on_event)
+        )
         asyncio.create_task(self._periodic())
         await self.relay.run()
 
@@ -266,7 +268,7 @@ class Device:
             return
         key = msg["key"]
         before = self.ents.value(key)
-        err = self.ents.command(key, msg["action"], msg.get("brightness"))
+        err = self.ents.command(key, msg["action"], messages.arg(msg))
         self._results.put(cid, err)
         await self._send_app(messages.result(cid, err))
         if err is None:
@@ -283,6 +285,12 @@ class Device:
             if out is not None:
                 memstat.sample()
                 await self.relay.send(envelope.SESSION, self.responder.peer, out)
+
+    async def _on_event(self, key, etype):
+        # A press with no session is not kept: sent later it would fire automations
+        # at the wrong time (PROTOCOL.md §7).
+        if self.responder.is_open:
+            await self._send_app(messages.event(key, etype))
 
     async def _on_change(self, keys):
         if not self.responder.is_open:

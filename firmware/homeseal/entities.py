@@ -38,12 +38,17 @@ class Entity:
     def state(self):
         return None
 
-    def command(self, action, brightness):
+    def command(self, action, arg):
+        """arg: the command's one argument (brightness, value, option) or None."""
         return UNSUPPORTED_ACTION
 
     def poll(self, now):
         """Sample inputs; True when the state value changed."""
         return False
+
+    # An event entity's last event ("single", "double", "long"), taken once by
+    # Entities.poll; the other kinds have none.
+    event = None
 
 
 class Switch(Entity):
@@ -60,14 +65,14 @@ class Switch(Entity):
     def state(self):
         return self._on
 
-    def command(self, action, brightness):
+    def command(self, action, arg):
         if action == "turn_on":
             on = True
         elif action == "turn_off":
             on = False
         else:
             return UNSUPPORTED_ACTION
-        if brightness is not None:
+        if arg is not None:
             return BAD_VALUE
         self._out.set(on)
         self._on = on
@@ -94,6 +99,7 @@ class Light(Entity):
         return {"on": self._on, "brightness": self._level}
 
     def command(self, action, brightness):
+        # The parser lets only brightness come with turn_on.
         if action == "turn_on":
             if brightness is not None:
                 if not 1 <= brightness <= 255:
@@ -210,10 +216,10 @@ class Button(Entity):
         self._pulse = cfg["pulse_ms"]
         self._busy = False
 
-    def command(self, action, brightness):
+    def command(self, action, arg):
         if action != "press":
             return UNSUPPORTED_ACTION
-        if brightness is not None:
+        if arg is not None:
             return BAD_VALUE
         if not self._busy:
             self._out.set(True)
@@ -229,13 +235,223 @@ class Button(Entity):
             self._busy = False
 
 
+class Number(Entity):
+    """A set-point: a PWM duty, a servo angle (50 Hz, pulse_us), or a value kept."""
+
+    kind = "number"
+
+    def __init__(self, cfg, hw, saved=None):
+        super().__init__(cfg)
+        self.restore = cfg["restore"]
+        self._min = cfg["min"]
+        self._max = cfg["max"]
+        self._step = cfg["step"]
+        self._extra = {}
+        for k in ("unit", "mode", "device_class"):
+            if cfg[k] is not None:
+                self._extra[k] = cfg[k]
+        self._servo = cfg["pulse_us"] if cfg["output"] == "servo" else None
+        self._pwm = None
+        if cfg["output"] != "none":
+            self._pwm = hw.Pwm(cfg["pin"], 50 if self._servo else cfg["freq"], cfg["inverted"])
+        v = cfg["initial"]
+        if (
+            self.restore == "last"
+            and type(saved) in (int, float)
+            and self._min <= saved <= self._max
+        ):
+            v = saved
+        self._set(self._snap(v))
+
+    def describe(self):
+        d = super().describe()
+        d["min"] = self._min
+        d["max"] = self._max
+        d["step"] = self._step
+        d.update(self._extra)
+        return d
+
+    def state(self):
+        return self._value
+
+    def _snap(self, v):
+        # The nearest step from min, never past max; whole numbers stay ints.
+        v = self._min + round((v - self._min) / self._step) * self._step
+        v = min(v, self._max)
+        if type(self._min) is int and type(self._step) is int:
+            return int(v)
+        return round(v, 6)
+
+    def _set(self, v):
+        self._value = v
+        if self._pwm is None:
+            return
+        f = (v - self._min) / (self._max - self._min)
+        if self._servo:
+            lo, hi = self._servo
+            self._pwm.duty(round((lo + f * (hi - lo)) * 65535 / 20000))
+        else:
+            self._pwm.duty(round(f * 65535))
+
+    def command(self, action, value):
+        if action != "set":
+            return UNSUPPORTED_ACTION
+        if value is None or not self._min <= value <= self._max:
+            return BAD_VALUE
+        self._set(self._snap(value))
+        return OK
+
+
+class Select(Entity):
+    """One of a set of options; with `pins`, option i drives pins[i] alone."""
+
+    kind = "select"
+
+    def __init__(self, cfg, hw, saved=None):
+        super().__init__(cfg)
+        self.restore = cfg["restore"]
+        self._options = cfg["options"]
+        self._outs = [hw.Output(p, cfg["inverted"]) for p in cfg["pins"] or ()]
+        opt = cfg["initial"]
+        if self.restore == "last" and saved in self._options:
+            opt = saved
+        self._select(opt)
+
+    def describe(self):
+        d = super().describe()
+        d["options"] = self._options
+        return d
+
+    def state(self):
+        return self._option
+
+    def _select(self, opt):
+        i = self._options.index(opt)
+        # Off first, then on: two outputs are never on together.
+        for j, out in enumerate(self._outs):
+            if j != i:
+                out.set(False)
+        if self._outs:
+            self._outs[i].set(True)
+        self._option = opt
+
+    def command(self, action, option):
+        if action != "select":
+            return UNSUPPORTED_ACTION
+        if option not in self._options:
+            return BAD_VALUE
+        self._select(option)
+        return OK
+
+
+class TextSensor(Entity):
+    """A string the device reports (its address, its last restart reason)."""
+
+    kind = "text_sensor"
+
+    def __init__(self, cfg, hw):
+        super().__init__(cfg)
+        self._read_src = hw.ip_address if cfg["source"] == "ip" else hw.restart_reason
+        self._interval = cfg["interval"] * 1000
+        self._next = None
+        self._value = None
+        self._read()
+
+    def state(self):
+        return self._value
+
+    def _read(self):
+        try:
+            v = self._read_src()
+            v = None if v is None else str(v)[:64]
+        except Exception:
+            v = None
+        changed = v != self._value
+        self._value = v
+        return changed
+
+    def poll(self, now):
+        if self._next is None:
+            self._next = time.ticks_add(now, self._interval)
+        if time.ticks_diff(now, self._next) < 0:
+            return False
+        self._next = time.ticks_add(now, self._interval)
+        return self._read()
+
+
+class Event(Entity):
+    """A wall button: single, double and long presses (PROTOCOL.md §7)."""
+
+    kind = "event"
+
+    def __init__(self, cfg, hw):
+        super().__init__(cfg)
+        self._in = Debounced(hw, cfg["pin"], cfg["debounce_ms"])
+        self._pressed = 1 if cfg["inverted"] else 0
+        self._types = types = cfg["types"]
+        # A type not sent is not told apart either: without "double" every press
+        # is a single at once, without "long" a long hold is a press like any other.
+        self._long = cfg["long_ms"] if "long" in types else None
+        self._double = cfg["double_ms"] if "double" in types else 0
+        self._down_at = None  # when the current press began
+        self._long_sent = False
+        self._up_at = None  # when a first short press ended (waiting for a second)
+
+    def describe(self):
+        d = super().describe()
+        d["event_types"] = self._types
+        return d
+
+    def _fire(self, etype):
+        if etype in self._types:
+            self.event = etype
+
+    def poll(self, now):
+        if self._in.poll(now):
+            if self._in.level == self._pressed:
+                self._down_at = now
+                self._long_sent = False
+            elif self._down_at is not None:
+                self._down_at = None
+                if self._long_sent:
+                    pass  # the long press was sent while held
+                elif self._up_at is not None:
+                    self._up_at = None
+                    self._fire("double")
+                elif self._double:
+                    self._up_at = now
+                else:
+                    self._fire("single")
+        down = self._down_at
+        if down is not None and self._long is not None and not self._long_sent:
+            if time.ticks_diff(now, down) >= self._long:
+                self._long_sent = True
+                self._up_at = None  # a first short press before it is dropped
+                self._fire("long")
+        elif (
+            down is None
+            and self._up_at is not None
+            and time.ticks_diff(now, self._up_at) >= self._double
+        ):
+            # No second press within the window: the first was a single.
+            self._up_at = None
+            self._fire("single")
+        return False
+
+
 _CLASSES = {
     "switch": Switch,
     "light": Light,
     "sensor": Sensor,
     "binary_sensor": BinarySensor,
     "button": Button,
+    "number": Number,
+    "select": Select,
+    "text_sensor": TextSensor,
+    "event": Event,
 }
+# The kinds whose state can come back after a reboot (restore: last).
+_OUTPUTS = ("switch", "light", "number", "select")
 
 
 class PairingButton:
@@ -276,7 +492,7 @@ class Entities:
         self.all = []
         for i, c in enumerate(cfgs):
             try:
-                if c["kind"] in ("switch", "light"):
+                if c["kind"] in _OUTPUTS:
                     self.all.append(_CLASSES[c["kind"]](c, hw, saved.get(c["key"])))
                 else:
                     self.all.append(_CLASSES[c["kind"]](c, hw))
@@ -322,22 +538,33 @@ class Entities:
         except Exception:
             return HARDWARE_ERROR
 
-    def poll(self, now):
-        """Keys whose state changed since the last poll (a list, maybe empty)."""
+    def poll(self, now, events=None):
+        """Keys whose state changed since the last poll (a list, maybe empty);
+        (key, type) of each event entity that fired go into `events`."""
         changed = []
         for e in self.all:
             if e.poll(now):
                 changed.append(e.key)
+            if e.event is not None:
+                if events is not None:
+                    events.append((e.key, e.event))
+                e.event = None
         return changed
 
-    async def run(self, on_change, button=None, on_button=None):
-        """Sample inputs forever; call on_change(keys) / on_button(event)."""
+    async def run(self, on_change, button=None, on_button=None, on_event=None):
+        """Sample inputs forever; call on_change(keys) / on_button(event) /
+        on_event(key, type)."""
+        events = []
         while True:
             now = time.ticks_ms()
             try:
-                keys = self.poll(now)
+                keys = self.poll(now, events)
                 if keys:
                     await on_change(keys)
+                while events:
+                    key, etype = events.pop(0)
+                    if on_event is not None:
+                        await on_event(key, etype)
                 if button is not None:
                     ev = button.poll(now)
                     if ev:

@@ -20,7 +20,7 @@ class Output:
 
 
 class Pwm:
-    """A PWM output for a dimmable light; level 0..255."""
+    """A PWM output: a dimmable light (set: level 0..255), a fan, a servo (duty)."""
 
     def __init__(self, pin, freq, inverted=False):
         self._inv = inverted
@@ -28,7 +28,10 @@ class Pwm:
         self.set(0)
 
     def set(self, level):
-        d = level * 257  # 255 -> 65535
+        self.duty(level * 257)  # 255 -> 65535
+
+    def duty(self, d):
+        """The duty cycle, 0..65535."""
         self._pwm.duty_u16(65535 - d if self._inv else d)
 
 
@@ -70,6 +73,35 @@ class Input:
 
     def value(self):
         return self._p.value()
+
+
+def ip_address():
+    """The station interface's address, or None while it has none."""
+    import network
+
+    wlan = network.WLAN(network.STA_IF)
+    return wlan.ifconfig()[0] if wlan.isconnected() else None
+
+
+_CAUSES = (
+    ("PWRON_RESET", "power_on"),
+    ("HARD_RESET", "hard_reset"),
+    ("WDT_RESET", "watchdog"),
+    ("DEEPSLEEP_RESET", "deep_sleep"),
+    ("SOFT_RESET", "soft_reset"),
+)
+
+
+def restart_reason():
+    """Why the board last started, from machine.reset_cause()."""
+    cause = getattr(machine, "reset_cause", None)
+    if cause is None:
+        return "unknown"
+    c = cause()
+    for name, reason in _CAUSES:
+        if getattr(machine, name, None) == c:
+            return reason
+    return "unknown"
 
 
 def power_on_boot():

@@ -2,7 +2,8 @@
 # (pin name -> value); another process reads and sets them through a
 # JSON-lines control socket on 127.0.0.1 (see firmware/README.md):
 #   {"op": "get"}                          -> {"ok": true, "pins": {...}, "pulses": {...}}
-#   {"op": "set", "pin": "4", "value": 0}  -> {"ok": true}   (inputs, ADCs, "internal_temp")
+#   {"op": "set", "pin": "4", "value": 0}  -> {"ok": true}   (inputs, ADCs, "internal_temp",
+#                                                             "ip": a string of <= 64 characters)
 #   {"op": "mem"}                          -> {"ok": true, "alloc": .., "free": .., "peak": ..}
 #       (after a gc.collect(); "peak" only with main.py --mem-stats)
 # "pulses" counts each output's switch-ons, so a short button pulse is never
@@ -43,7 +44,9 @@ class Pwm:
         self.set(0)
 
     def set(self, level):
-        d = level * 257
+        self.duty(level * 257)
+
+    def duty(self, d):
         PINS[self._n] = 65535 - d if self._inv else d
 
 
@@ -76,6 +79,17 @@ class Input:
         return PINS[self._n]
 
 
+def ip_address():
+    # The simulated device's address: settable, to stand for a DHCP change.
+    PINS.setdefault("ip", "127.0.0.1")
+    _SETTABLE["ip"] = "text"
+    return PINS["ip"]
+
+
+def restart_reason():
+    return "power_on"
+
+
 def power_on_boot():
     # A process start on the unix port is the simulated device's power-on.
     return True
@@ -102,6 +116,8 @@ def _handle(req):
             return {"ok": False, "error": "an ADC reads 0..65535"}
         if kind == "temp" and type(v) not in (int, float):
             return {"ok": False, "error": "a temperature is a number"}
+        if kind == "text" and (type(v) is not str or len(v) > 64):
+            return {"ok": False, "error": "a text is a string of at most 64 characters"}
         PINS[n] = v
         return {"ok": True}
     if op == "mem":

@@ -11,7 +11,7 @@ MAX_ID = const(0x7FFFFFFF)
 
 # Allowed keys per controller message type (required ones are checked below).
 _KEYS = {
-    "command": ("t", "id", "key", "action", "brightness"),
+    "command": ("t", "id", "key", "action", "brightness", "value", "option"),
     "ping": ("t", "id"),
     "pong": ("t", "id"),
     "unpair": ("t", "id"),
@@ -104,11 +104,35 @@ def parse(pt):
             raise MessageError("key/action")
         if not 1 <= len(key) <= 32 or len(action) > 64:
             raise MessageError("key/action")
+        # At most one argument, with its action; arg() hands it on.
+        n = 0
         if "brightness" in obj:
             b = obj["brightness"]
             if action != "turn_on" or type(b) is not int or not 0 <= b <= 255:
                 raise MessageError("brightness")
+            n += 1
+        if "value" in obj:
+            v = obj["value"]
+            # v - v != 0: infinite or NaN (inf - inf and NaN - NaN are NaN).
+            if action != "set" or type(v) not in (int, float) or v - v != 0:
+                raise MessageError("value")
+            n += 1
+        if "option" in obj:
+            o = obj["option"]
+            if action != "select" or type(o) is not str or not 1 <= len(o) <= 32:
+                raise MessageError("option")
+            n += 1
+        if n > 1:
+            raise MessageError("more than one argument")
     return obj
+
+
+def arg(obj):
+    """A parsed command's one argument (brightness, value or option), or None."""
+    for k in ("brightness", "value", "option"):
+        if k in obj:
+            return obj[k]
+    return None
 
 
 def _dump(obj):
@@ -130,6 +154,10 @@ def result(cid, error=None):
     if error is None:
         return b'{"t":"result","id":%d,"ok":true}' % cid
     return b'{"t":"result","id":%d,"ok":false,"error":"%s"}' % (cid, error.encode())
+
+
+def event(key, etype):
+    return b'{"t":"event","key":"%s","type":"%s"}' % (key.encode(), etype.encode())
 
 
 def pong(pid):

@@ -159,6 +159,10 @@ def _entities(*patches: tuple[int, dict[str, Any]]) -> list[dict[str, Any]]:
     return ents
 
 
+NUMBER = {"key": "n", "kind": "number", "name": "N"}
+SELECT = {"key": "s", "kind": "select", "name": "S", "options": ["a", "b"]}
+TEXT = {"key": "t", "kind": "text_sensor", "name": "T"}
+EVENT = {"key": "e", "kind": "event", "name": "E", "pin": 9}
 CONFIG_ERRORS: list[tuple[str, Any, str | None, str]] = [
     ("not json", None, "{relay:", "config.json: is not valid JSON"),
     ("no relay", {"entities": []}, None, "relay: is required"),
@@ -199,6 +203,45 @@ CONFIG_ERRORS: list[tuple[str, Any, str | None, str]] = [
     ("button timings", _config(pairing_button={"pin": 0, "long_press_ms": 5000,
                                                "factory_reset_ms": 4000}), None,
      "pairing_button.factory_reset_ms: must be longer than long_press_ms"),
+    *(
+        (name, _config(entities=[{**base, **change}]), None, message)
+        for name, base, change, message in (
+            ("number max below min", NUMBER, {"min": 10, "max": 5},
+             "entities[0].max: must be greater than min"),
+            ("number step zero", NUMBER, {"step": 0}, "entities[0].step: must be greater than 0"),
+            ("number initial outside", NUMBER, {"initial": 101},
+             "entities[0].initial: must be from min to max"),
+            ("number mode", NUMBER, {"mode": "dial"}, "entities[0].mode: must be auto, box, slider"),
+            ("number output", NUMBER, {"output": "dac"},
+             "entities[0].output: must be none, pwm, servo"),
+            ("number servo without pin", {**NUMBER, "output": "servo"}, {},
+             "entities[0].pin: is required"),
+            ("number pulse", NUMBER, {"pulse_us": [2000, 1000]},
+             "entities[0].pulse_us: must be [shortest, longest] within 1 to 20000"),
+            ("number restore on", NUMBER, {"restore": "on"}, "entities[0].restore: must be off, last"),
+            ("number value not a number", NUMBER, {"min": "0"}, "entities[0].min: must be a number"),
+            ("select no options", SELECT, {"options": []},
+             "entities[0].options: must be a list of 1 to 16 strings"),
+            ("select duplicate option", SELECT, {"options": ["a", "a"]},
+             "entities[0].options[1]: duplicate a"),
+            ("select long option", SELECT, {"options": ["a" * 33]},
+             "entities[0].options[0]: must be a string of 1 to 32 characters"),
+            ("select initial", SELECT, {"initial": "c"}, "entities[0].initial: must be one of the options"),
+            ("select pins count", SELECT, {"pins": [7]}, "entities[0].pins: must list one pin per option"),
+            ("select pin reused", SELECT, {"pins": [7, 7]}, "entities[0].pins[1]: pin 7 is already used"),
+            ("text source", TEXT, {"source": "ssid"}, "entities[0].source: must be ip, restart_reason"),
+            ("text category", TEXT, {"category": "config"},
+             "entities[0].category: must be diagnostic for a text_sensor"),
+            ("text pin", TEXT, {"pin": 3}, "entities[0].pin: unknown field"),
+            ("event long", EVENT, {"long_ms": 50}, "entities[0].long_ms: must be an integer from 100 to 10000"),
+            ("event type", EVENT, {"types": ["triple"]},
+             "entities[0].types[0]: must be one of single, double, long"),
+            ("event double without window", EVENT, {"double_ms": 0, "types": ["double"]},
+             "entities[0].types: double needs double_ms greater than 0"),
+            ("event category", EVENT, {"category": "config"},
+             "entities[0].category: must be diagnostic for an event"),
+        )
+    ),
 ]  # fmt: skip
 
 

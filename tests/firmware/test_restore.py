@@ -59,7 +59,7 @@ async def _commands(s: SessionClient, *commands: tuple[str, str, int | None]) ->
     """Commands that each change their output: the result, then the state push (read
     here, so that no frame of this session is left for the next one to trip on)."""
     for key, action, brightness in commands:
-        assert (await s.command(key, action, brightness))["ok"] is True
+        assert (await s.command(key, action, brightness=brightness))["ok"] is True
         await s.wait_for("state")
 
 

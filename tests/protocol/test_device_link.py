@@ -40,6 +40,7 @@ DESCRIBE = {
     "entities": [
         {"key": "relay1", "kind": "switch", "name": "Relay"},
         {"key": "bell", "kind": "button", "name": "Bell"},
+        {"key": "wall", "kind": "event", "name": "Wall", "event_types": ["single", "long"]},
     ],
 }
 
@@ -145,7 +146,9 @@ class Harness:
         await self.accept(await self.sent())
         self.link.session_frame(self.device.transport(DESCRIBE))
         self.link.session_frame(
-            self.device.transport({"t": "state", "s": {"relay1": False, "bell": None}})
+            self.device.transport(
+                {"t": "state", "s": {"relay1": False, "bell": None, "wall": None}}
+            )
         )
         assert self.link.state is LinkState.READY
 
@@ -165,7 +168,7 @@ async def test_session_commands_and_ping(harness: Harness) -> None:
     await h.open()
     assert h.described == 1
     assert h.link.available
-    assert h.link.values == {"relay1": False, "bell": None}
+    assert h.link.values == {"relay1": False, "bell": None, "wall": None}
     assert LinkState.READY in changes
 
     # Command → result.
@@ -176,7 +179,7 @@ async def test_session_commands_and_ping(harness: Harness) -> None:
     await task
     # State for unknown keys is ignored, known keys are applied.
     h.link.session_frame(h.device.transport({"t": "state", "s": {"relay1": True, "zzz": 1}}))
-    assert h.link.values == {"relay1": True, "bell": None}
+    assert h.link.values == {"relay1": True, "bell": None, "wall": None}
 
     # Rejected.
     task = asyncio.create_task(h.link.command("bell", "turn_on"))
@@ -210,6 +213,28 @@ async def test_session_commands_and_ping(harness: Harness) -> None:
     h.link.session_frame(h.device.transport({"t": "result", "id": unpair["id"], "ok": True}))
     await task
     assert h.link.state is LinkState.NOT_PAIRED
+
+
+async def test_events_reach_their_listeners(harness: Harness) -> None:
+    """An event entity's events go to the event listeners, once each; an event for a key
+    that is not an event entity is ignored, and events change no state value."""
+    h = harness
+    await h.open()
+    events: list[tuple[str, str]] = []
+    remove = h.link.add_event_listener(lambda key, kind: events.append((key, kind)))
+    for obj in (
+        {"t": "event", "key": "wall", "type": "single"},
+        {"t": "event", "key": "relay1", "type": "single"},
+        {"t": "event", "key": "nope", "type": "long"},
+        {"t": "event", "key": "wall", "type": "long"},
+    ):
+        h.link.session_frame(h.device.transport(obj))
+    assert events == [("wall", "single"), ("wall", "long")]
+    assert h.link.values["wall"] is None
+    assert h.link.available
+    remove()
+    h.link.session_frame(h.device.transport({"t": "event", "key": "wall", "type": "single"}))
+    assert len(events) == 2
 
 
 async def test_tampered_transport_ends_session(harness: Harness) -> None:

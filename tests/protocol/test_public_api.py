@@ -23,6 +23,7 @@ EXPECTED = {
     "EntityInfo",
     "EntityKind",
     "EnvelopeError",
+    "EventType",
     "Frame",
     "FrameType",
     "HomeSealError",

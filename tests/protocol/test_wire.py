@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -135,6 +136,80 @@ def test_device_messages_parse_and_round_trip() -> None:
     assert messages.parse_device_message(_b({"t": "pong", "id": 2})) == messages.Pong(2)
 
 
+NUMBER = {"key": "speed", "kind": "number", "name": "Speed", "min": 0, "max": 100, "step": 5,
+          "unit": "%", "mode": "slider"}  # fmt: skip
+SELECT = {"key": "pattern", "kind": "select", "name": "Pattern", "options": ["off", "slow"]}
+TEXT = {"key": "ip", "kind": "text_sensor", "name": "Address", "category": "diagnostic"}
+EVENT = {"key": "wall", "kind": "event", "name": "Wall", "event_types": ["single", "long"]}
+BAD_NEW_KINDS = [
+    {**NUMBER, "min": 100},
+    {**NUMBER, "step": 0},
+    {**NUMBER, "max": "9"},
+    {**NUMBER, "min": True},
+    {**NUMBER, "mode": "dial"},
+    {k: v for k, v in NUMBER.items() if k != "step"},
+    {**SELECT, "options": []},
+    {**SELECT, "options": ["a", "a"]},
+    {**SELECT, "options": ["a" * 33]},
+    {**SELECT, "options": [""]},
+    {**SELECT, "options": [str(i) for i in range(17)]},
+    {**SELECT, "options": "off"},
+    {**TEXT, "category": "config"},
+    {**TEXT, "unit": "x"},
+    {**EVENT, "event_types": ["triple"]},
+    {**EVENT, "event_types": []},
+    {**EVENT, "category": "config"},
+    {k: v for k, v in EVENT.items() if k != "event_types"},
+]
+
+
+def test_new_entity_kinds_round_trip() -> None:
+    describe = messages.parse_device_message(
+        _b({**DESCRIBE, "entities": [NUMBER, SELECT, TEXT, EVENT]})
+    )
+    assert isinstance(describe, messages.Describe)
+    number, select, text, event = describe.entities
+    assert (number.min, number.max, number.step, number.mode) == (0, 100, 5, "slider")
+    assert select.options == ("off", "slow")
+    assert text.kind == "text_sensor"
+    assert event.event_types == ("single", "long")
+    assert json.loads(messages.encode(describe))["entities"] == [NUMBER, SELECT, TEXT, EVENT]
+    state = messages.parse_device_message(
+        _b({"t": "state", "s": {"speed": 2.5, "pattern": "slow", "ip": "10.0.0.2"}})
+    )
+    assert isinstance(state, messages.State)
+    assert state.values == {"speed": 2.5, "pattern": "slow", "ip": "10.0.0.2"}
+    event_msg = messages.parse_device_message(_b({"t": "event", "key": "wall", "type": "long"}))
+    assert event_msg == messages.Event("wall", "long")
+    assert messages.parse_device_message(messages.encode(event_msg)) == event_msg
+
+
+@pytest.mark.parametrize(
+    ("entity", "good", "bad"),
+    [
+        ({"key": "a", "kind": "switch", "name": "A"}, True, 1),
+        ({"key": "a", "kind": "light", "name": "A"}, {"on": True, "brightness": 3}, True),
+        ({"key": "a", "kind": "sensor", "name": "A"}, 2.5, "2.5"),
+        (NUMBER | {"key": "a"}, 5, False),
+        (SELECT | {"key": "a"}, "slow", "fast"),
+        (TEXT | {"key": "a"}, "10.0.0.1", 1),
+        (EVENT | {"key": "a"}, None, "single"),
+        ({"key": "a", "kind": "button", "name": "A"}, None, 0),
+    ],
+)
+def test_state_values_fit_their_kind(entity: dict[str, Any], good: object, bad: object) -> None:
+    describe = messages.parse_device_message(_b({**DESCRIBE, "entities": [entity]}))
+    assert isinstance(describe, messages.Describe)
+    for value, fits in ((good, True), (bad, False), (None, True)):
+        state = messages.parse_device_message(_b({"t": "state", "s": {"a": value, "zz": 1}}))
+        assert isinstance(state, messages.State)
+        if fits:
+            messages.check_state(state, describe.entities)
+        else:
+            with pytest.raises(MessageError):
+                messages.check_state(state, describe.entities)
+
+
 def test_entity_category_and_default() -> None:
     chip = {"key": "chip", "kind": "sensor", "name": "Chip", "category": "diagnostic",
             "disabled_by_default": True}  # fmt: skip
@@ -168,7 +243,7 @@ def test_entity_category_and_default() -> None:
         {"t": "result", "id": 1, "ok": False, "error": 3},
         {"t": "state", "s": []},
         {"t": "state", "s": {"BAD": True}},
-        {"t": "state", "s": {"a": "on"}},
+        {"t": "state", "s": {"a": "x" * 65}},
         {"t": "state", "s": {"a": [1]}},
         {"t": "state", "s": {"a": {"on": 1, "brightness": 3}}},
         {"t": "state", "s": {"a": {"on": True, "brightness": 256}}},
@@ -194,6 +269,10 @@ def test_entity_category_and_default() -> None:
         },
         {**DESCRIBE, "fw": 1},
         {**DESCRIBE, "extra": 1},
+        *({**DESCRIBE, "entities": [e]} for e in BAD_NEW_KINDS),
+        {"t": "event", "key": "wall", "type": "triple"},
+        {"t": "event", "key": "wall"},
+        {"t": "event", "key": "wall", "type": "single", "n": 1},
     ],
 )
 def test_device_message_errors(obj: object) -> None:
@@ -221,6 +300,9 @@ def test_controller_messages_both_ways() -> None:
     for message in (
         messages.Command(1, "lamp", "turn_on", 128),
         messages.Command(2, "relay1", "turn_off"),
+        messages.Command(6, "speed", "set", value=12.5),
+        messages.Command(7, "speed", "set", value=-3),
+        messages.Command(8, "pattern", "select", option="slow"),
         messages.Unpair(3),
         messages.Ping(4),
         messages.Pong(5),
@@ -229,6 +311,14 @@ def test_controller_messages_both_ways() -> None:
     for bad in (
         {"t": "command", "id": 1, "key": "a", "action": "turn_off", "brightness": 3},
         {"t": "command", "id": 1, "key": "a"},
+        {"t": "command", "id": 1, "key": "a", "action": "turn_on", "value": 3},
+        {"t": "command", "id": 1, "key": "a", "action": "set", "value": True},
+        {"t": "command", "id": 1, "key": "a", "action": "set", "value": "3"},
+        {"t": "command", "id": 1, "key": "a", "action": "set", "value": 2**54},
+        {"t": "command", "id": 1, "key": "a", "action": "select", "option": ""},
+        {"t": "command", "id": 1, "key": "a", "action": "select", "option": "x" * 33},
+        {"t": "command", "id": 1, "key": "a", "action": "set", "option": "x"},
+        {"t": "command", "id": 1, "key": "a", "action": "set", "value": 1, "option": "x"},
         {"t": "unpair"},
         {"t": "describe"},
     ):

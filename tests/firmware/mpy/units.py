@@ -21,6 +21,7 @@ from homeseal import (
     config,
     entities,
     envelope,
+    hw_sim,
     ids,
     messages,
     noise,
@@ -163,10 +164,17 @@ def _():
         cfg = json.load(f)
     cfg["relay"] = {"url": "ws://relay.example/ws/device"}
     ents = config.validate(cfg)["entities"]
-    chip = next(e for e in ents if e["key"] == "chip")
-    expect(chip["category"] == "diagnostic", chip)
-    expect(not chip["disabled_by_default"], chip)
-    return all(e["category"] is None for e in ents if e["key"] != "chip")
+    diag = ("chip", "address")
+    for e in ents:
+        if e["key"] in diag:
+            expect(e["category"] == "diagnostic", e)
+            expect(not e["disabled_by_default"], e)
+    expect([e["kind"] for e in ents][-4:] == ["number", "select", "text_sensor", "event"], ents)
+    vent = next(e for e in ents if e["key"] == "vent")
+    expect(vent["output"] == "servo" and vent["pulse_us"] == [1000, 2000], vent)
+    wall = next(e for e in ents if e["key"] == "wall")
+    expect(wall["types"] == ["single", "double", "long"], wall)
+    return all(e["category"] is None for e in ents if e["key"] not in diag)
 
 
 # ------------------------------------------------------------ messages: strict parsing
@@ -176,6 +184,24 @@ def _():
 def _():
     good = b'{"t":"command","id":5,"key":"lamp","action":"turn_on","brightness":9}'
     return messages.parse(good)["brightness"] == 9
+
+
+@check("parse command arguments")
+def _():
+    m = messages.parse(b'{"t":"command","id":5,"key":"fan","action":"set","value":12.5}')
+    expect(messages.arg(m) == 12.5, m)
+    m = messages.parse(b'{"t":"command","id":5,"key":"fan","action":"set","value":-3}')
+    expect(messages.arg(m) == -3, m)
+    m = messages.parse(b'{"t":"command","id":5,"key":"mode","action":"select","option":"eco"}')
+    expect(messages.arg(m) == "eco", m)
+    m = messages.parse(b'{"t":"command","id":5,"key":"bell","action":"press"}')
+    return messages.arg(m) is None
+
+
+@check("event message")
+def _():
+    ev = json.loads(messages.event("wall", "double"))
+    return ev == {"t": "event", "key": "wall", "type": "double"}
 
 
 @check(
@@ -197,6 +223,23 @@ def _():
         ("no id", b'{"t":"ping"}'),
         ("not an object", b"[]"),
         ("not UTF-8", b"\xff\xfe"),
+        ("value off set", b'{"t":"command","id":5,"key":"f","action":"turn_on","value":3}'),
+        ("value string", b'{"t":"command","id":5,"key":"f","action":"set","value":"3"}'),
+        ("value bool", b'{"t":"command","id":5,"key":"f","action":"set","value":true}'),
+        ("value null", b'{"t":"command","id":5,"key":"f","action":"set","value":null}'),
+        ("value infinite", b'{"t":"command","id":5,"key":"f","action":"set","value":1e999}'),
+        ("value nan", b'{"t":"command","id":5,"key":"f","action":"set","value":NaN}'),
+        ("option off select", b'{"t":"command","id":5,"key":"m","action":"set","option":"a"}'),
+        ("option empty", b'{"t":"command","id":5,"key":"m","action":"select","option":""}'),
+        (
+            "option 33",
+            b'{"t":"command","id":5,"key":"m","action":"select","option":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}',
+        ),
+        ("option number", b'{"t":"command","id":5,"key":"m","action":"select","option":1}'),
+        (
+            "two arguments",
+            b'{"t":"command","id":5,"key":"m","action":"select","option":"a","value":1}',
+        ),
     ),
 )
 def _(bad):
@@ -286,6 +329,226 @@ def _():
     events = [b.poll(t0 + 2000 + ms) for ms in range(0, 500, 20)]
     expect([e for e in events if e] == ["open"], "a short hold: %r" % events)
     return True
+
+
+# ------------------------------------------------------------ number, select, text_sensor, event
+# On the unix port's hardware layer: levels and duties are read back from PINS.
+
+
+def _ent(**fields):
+    """One entity's config, validated, with every default filled in."""
+    fields.setdefault("key", "e")
+    fields.setdefault("name", "E")
+    return config.validate({"relay": {"url": "ws://x"}, "entities": [fields]})["entities"][0]
+
+
+@check("number snaps to the step and refuses values out of range")
+def _():
+    n = entities.Number(_ent(kind="number", min=0, max=100, step=5), hw_sim)
+    expect(n.state() == 0 and n.describe()["step"] == 5, n.describe())
+    expect(n.command("set", 12) is None and n.state() == 10, n.state())
+    expect(n.command("set", 13.1) is None and n.state() == 15, n.state())
+    expect(type(n.state()) is int, "an int step from an int min: %r" % n.state())
+    for bad in (101, -1, None):
+        expect(n.command("set", bad) == entities.BAD_VALUE, bad)
+    expect(n.command("turn_on", None) == entities.UNSUPPORTED_ACTION, "turn_on")
+    f = entities.Number(_ent(kind="number", min=0.5, max=2, step=0.1), hw_sim)
+    expect(f.command("set", 1.234) is None and f.state() == 1.2, f.state())
+    expect(f.command("set", 2) is None and f.state() == 2.0, f.state())
+    c = entities.Number(_ent(kind="number", min=0, max=10, step=6, initial=7), hw_sim)
+    expect(c.state() == 6, "initial snapped: %r" % c.state())
+    expect(c.command("set", 10) is None and c.state() == 10, "clamped to max: %r" % c.state())
+    d = _ent(kind="number", min=-5, max=5, unit="°C", mode="box", device_class="temperature")
+    d = entities.Number(d, hw_sim).describe()
+    return d["min"] == -5 and d["max"] == 5 and (d["unit"], d["mode"]) == ("°C", "box")
+
+
+@check("number pwm and servo duty")
+def _():
+    p = entities.Number(_ent(kind="number", output="pwm", pin=40, freq=500), hw_sim)
+    expect(hw_sim.PINS["40"] == 0, "at min: %r" % hw_sim.PINS["40"])
+    p.command("set", 25)
+    expect(hw_sim.PINS["40"] == 16384, hw_sim.PINS["40"])
+    p.command("set", 100)
+    expect(hw_sim.PINS["40"] == 65535, hw_sim.PINS["40"])
+    cfg = _ent(kind="number", output="servo", pin=41, max=180, initial=90)
+    s = entities.Number(cfg, hw_sim)
+    expect(hw_sim.PINS["41"] == 4915, "1.5 ms: %r" % hw_sim.PINS["41"])
+    s.command("set", 0)
+    expect(hw_sim.PINS["41"] == 3277, "1 ms: %r" % hw_sim.PINS["41"])
+    cfg = _ent(kind="number", output="servo", pin=42, pulse_us=[500, 2500])
+    s = entities.Number(cfg, hw_sim)
+    s.command("set", 100)
+    return hw_sim.PINS["42"] == 8192  # 2.5 ms of 20
+
+
+@check("number and select restore")
+def _():
+    num = _ent(kind="number", key="n", max=50, step=5, initial=20, restore="last")
+    sel = _ent(kind="select", key="s", options=["a", "b"], restore="last")
+    ents = entities.Entities([num, sel], hw_sim, {"n": 37, "s": "b"})
+    expect(ents.full_state() == {"n": 35, "s": "b"}, ents.full_state())
+    expect(ents.restorable() == {"n": 35, "s": "b"}, ents.restorable())
+    # Values the device cannot trust give the initial ones.
+    ents = entities.Entities([num, sel], hw_sim, {"n": 500, "s": "c"})
+    expect(ents.full_state() == {"n": 20, "s": "a"}, ents.full_state())
+    ents = entities.Entities([num, sel], hw_sim, {"n": True, "s": ["b"]})
+    expect(ents.full_state() == {"n": 20, "s": "a"}, ents.full_state())
+    num["restore"] = sel["restore"] = "off"
+    ents = entities.Entities([num, sel], hw_sim, {"n": 35, "s": "b"})
+    expect(ents.restorable() is None, ents.restorable())
+    return ents.full_state() == {"n": 20, "s": "a"}
+
+
+@check("select one-hot pins")
+def _():
+    pins = ("43", "44", "45")
+    cfg = _ent(kind="select", options=["red", "green", "blue"], pins=[43, 44, 45])
+    s = entities.Select(cfg, hw_sim)
+    expect(s.state() == "red" and s.describe()["options"] == cfg["options"], s.describe())
+    expect([hw_sim.PINS[p] for p in pins] == [1, 0, 0], [hw_sim.PINS[p] for p in pins])
+    expect(s.command("select", "blue") is None and s.state() == "blue", s.state())
+    expect([hw_sim.PINS[p] for p in pins] == [0, 0, 1], [hw_sim.PINS[p] for p in pins])
+    expect(s.command("select", "pink") == entities.BAD_VALUE, "pink")
+    expect(s.command("select", None) == entities.BAD_VALUE, "no option")
+    expect(s.command("turn_on", None) == entities.UNSUPPORTED_ACTION, "turn_on")
+    expect([hw_sim.PINS[p] for p in pins] == [0, 0, 1], "a refused option changed the pins")
+    cfg = _ent(kind="select", options=["a", "b"], initial="b", pins=[46, 47], inverted=True)
+    s = entities.Select(cfg, hw_sim)
+    expect(s.state() == "b", s.state())
+    expect((hw_sim.PINS["46"], hw_sim.PINS["47"]) == (1, 0), "inverted")
+    plain = entities.Select(_ent(kind="select", options=["x"]), hw_sim)
+    return plain.command("select", "x") is None and plain.state() == "x"
+
+
+@check("text sensor sources")
+def _():
+    t = entities.TextSensor(_ent(kind="text_sensor", interval=2), hw_sim)
+    expect(t.state() == "127.0.0.1", t.state())
+    d = t.describe()
+    expect(d == {"key": "e", "kind": "text_sensor", "name": "E"}, d)
+    t0 = time.ticks_ms()
+    hw_sim.PINS["ip"] = "10.0.0.7"
+    expect(not t.poll(t0) and not t.poll(t0 + 1000), "read before its interval")
+    expect(t.poll(t0 + 2000) and t.state() == "10.0.0.7", t.state())
+    expect(not t.poll(t0 + 4000), "no change, no push")
+    hw_sim.PINS["ip"] = "x" * 100
+    expect(t.poll(t0 + 6000) and t.state() == "x" * 64, "truncated to 64")
+    hw_sim.PINS["ip"] = "127.0.0.1"
+    expect(hw_sim._handle({"op": "set", "pin": "ip", "value": "192.168.1.9"})["ok"], "set ip")
+    expect(not hw_sim._handle({"op": "set", "pin": "ip", "value": 3})["ok"], "ip number")
+    expect(not hw_sim._handle({"op": "set", "pin": "ip", "value": "y" * 65})["ok"], "ip 65")
+    hw_sim.PINS["ip"] = "127.0.0.1"
+    r = entities.TextSensor(_ent(kind="text_sensor", source="restart_reason"), hw_sim)
+    return r.state() == "power_on"
+
+
+def _presses(cfg, timeline, until):
+    """Drive an event entity through Entities.poll every 10 ms: timeline is
+    ((ms, level), ...) for its pin; the (ms, type) of each event it fired."""
+    pin = str(cfg["pin"])
+    hw_sim.PINS[pin] = 1
+    ents = entities.Entities([cfg], hw_sim)
+    t0 = time.ticks_ms()
+    got = []
+    for ms in range(0, until, 10):
+        for at, level in timeline:
+            if at == ms:
+                hw_sim.PINS[pin] = level
+        evs = []
+        expect(ents.poll(time.ticks_add(t0, ms), evs) == [], "an event is not a state")
+        for key, etype in evs:
+            expect(key == cfg["key"], key)
+            got.append((ms, etype))
+    hw_sim.PINS[pin] = 1
+    return got
+
+
+def _types(got):
+    return [t for _, t in got]
+
+
+@check("event single double long")
+def _():
+    cfg = _ent(kind="event", pin=48)  # debounce 30, long 800, double 300
+    d = entities.Event(cfg, hw_sim).describe()
+    expect(d["event_types"] == ["single", "double", "long"] and "category" not in d, d)
+    got = _presses(cfg, ((0, 0), (100, 1)), 1000)
+    # Released at 130 (debounced), single when the window closes 300 ms later.
+    expect(_types(got) == ["single"] and 420 <= got[0][0] <= 450, got)
+    got = _presses(cfg, ((0, 0), (100, 1), (250, 0), (350, 1)), 1200)
+    expect(_types(got) == ["double"] and 370 <= got[0][0] <= 400, got)
+    got = _presses(cfg, ((0, 0), (1500, 1)), 2500)
+    expect(_types(got) == ["long"] and 820 <= got[0][0] <= 850, "sent while held: %r" % got)
+    # Two presses further apart than the window: two singles.
+    got = _presses(cfg, ((0, 0), (100, 1), (600, 0), (700, 1)), 1500)
+    expect(_types(got) == ["single", "single"], got)
+    # A 10 ms bounce is no press at all.
+    got = _presses(cfg, ((0, 0), (10, 1)), 600)
+    expect(got == [], got)
+    inv = _ent(kind="event", pin=49, inverted=True)
+    got = _presses(inv, ((0, 0),), 600)  # released (low) throughout
+    expect(got == [], "inverted: a low pin is released: %r" % got)
+    return True
+
+
+@check("event without double or long")
+def _():
+    cfg = _ent(kind="event", pin=48, double_ms=0)
+    expect(cfg["types"] == ["single", "long"], cfg["types"])
+    got = _presses(cfg, ((0, 0), (100, 1)), 800)
+    expect(_types(got) == ["single"] and got[0][0] <= 140, "single at release: %r" % got)
+    cfg = _ent(kind="event", pin=48, types=["single", "long"])
+    got = _presses(cfg, ((0, 0), (100, 1), (200, 0), (300, 1)), 1000)
+    expect(_types(got) == ["single", "single"], "no double told apart: %r" % got)
+    cfg = _ent(kind="event", pin=48, types=["single", "double"])
+    got = _presses(cfg, ((0, 0), (1500, 1)), 2500)
+    expect(_types(got) == ["single"], "no long told apart: %r" % got)
+    cfg = _ent(kind="event", pin=48, types=["long"])
+    got = _presses(cfg, ((0, 0), (100, 1), (300, 0), (1500, 1)), 2500)
+    return _types(got) == ["long"]
+
+
+@check("event run hands events to on_event")
+def _():
+    cfg = _ent(kind="event", pin=48, debounce_ms=0, double_ms=0)
+    ents = entities.Entities([cfg], hw_sim)
+    seen = []
+
+    async def on_change(keys):
+        seen.append(("change", keys))
+
+    async def on_event(key, etype):
+        seen.append((key, etype))
+
+    async def go():
+        task = asyncio.create_task(ents.run(on_change, None, None, on_event))
+        hw_sim.PINS["48"] = 0
+        await asyncio.sleep_ms(100)
+        hw_sim.PINS["48"] = 1
+        await asyncio.sleep_ms(100)
+        task.cancel()
+
+    asyncio.run(go())
+    return seen == [("e", "single")]
+
+
+@check("command arguments of the older kinds")
+def _():
+    ents = entities.Entities(
+        [
+            _ent(kind="switch", key="sw", pin=50),
+            _ent(kind="light", key="li", pin=51),
+            _ent(kind="button", key="bu", pin=52),
+        ],
+        hw_sim,
+    )
+    expect(ents.command("sw", "turn_on", 5) == entities.BAD_VALUE, "switch with an argument")
+    expect(ents.command("sw", "turn_on", None) is None, "switch")
+    expect(ents.command("li", "turn_on", 300) == entities.BAD_VALUE, "brightness 300")
+    expect(ents.command("li", "turn_on", 9) is None and hw_sim.PINS["51"] == 9 * 257, "light")
+    expect(ents.command("bu", "press", "x") == entities.BAD_VALUE, "button with an argument")
+    return ents.command("nope", "set", 1) == entities.UNKNOWN_ENTITY
 
 
 # ------------------------------------------------------------ session limits

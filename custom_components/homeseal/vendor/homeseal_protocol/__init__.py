@@ -59,7 +59,7 @@ from .ids import (
     validate_setup_code,
 )
 from .keys import generate_private_key, private_bytes, public_bytes
-from .messages import Describe, EntityInfo, EntityKind, LightState, StateValue
+from .messages import Describe, EntityInfo, EntityKind, EventType, LightState, StateValue
 
 __all__ = [
     "AuthRejected",
@@ -75,6 +75,7 @@ __all__ = [
     "EntityInfo",
     "EntityKind",
     "EnvelopeError",
+    "EventType",
     "Frame",
     "FrameType",
     "HomeSealError",

@@ -20,25 +20,53 @@ MAX_NAME: Final = 64
 MAX_SAFE_INT: Final = 2**53
 KEY_RE: Final = re.compile(r"[a-z0-9_]{1,32}")
 
-type EntityKind = Literal["switch", "light", "sensor", "binary_sensor", "button"]
-type StateValue = bool | float | int | LightState | None
+type EntityKind = Literal[
+    "switch",
+    "light",
+    "sensor",
+    "binary_sensor",
+    "button",
+    "number",
+    "select",
+    "text_sensor",
+    "event",
+]
+type StateValue = bool | float | int | str | LightState | None
+type EventType = Literal["single", "double", "long"]
 
+MAX_OPTION: Final = 32
+MAX_OPTIONS: Final = 16
+MAX_TEXT: Final = 64
+EVENT_TYPES: Final = ("single", "double", "long")
+NUMBER_MODES: Final = frozenset({"auto", "box", "slider"})
+
+# Per kind: its extra description fields, and which of them are required.
 KINDS: Final[dict[str, frozenset[str]]] = {
     "switch": frozenset(),
     "light": frozenset(),
     "sensor": frozenset({"device_class", "unit", "state_class"}),
     "binary_sensor": frozenset({"device_class"}),
     "button": frozenset(),
+    "number": frozenset({"min", "max", "step", "unit", "mode", "device_class"}),
+    "select": frozenset({"options"}),
+    "text_sensor": frozenset(),
+    "event": frozenset({"event_types"}),
+}
+REQUIRED: Final[dict[str, frozenset[str]]] = {
+    "number": frozenset({"min", "max", "step"}),
+    "select": frozenset({"options"}),
+    "event": frozenset({"event_types"}),
 }
 # Fields every kind may carry (HA's entity category and registry default).
 COMMON_OPTIONAL: Final = frozenset({"category", "disabled_by_default"})
-# A sensor reports and never configures: HA refuses a sensor in the config category.
+# What only reports never configures: HA refuses a sensor in the config category.
+_REPORTING: Final = frozenset({"sensor", "binary_sensor", "text_sensor", "event"})
 CATEGORIES: Final[dict[str, frozenset[str]]] = {
-    kind: frozenset(
-        {"diagnostic"} if kind in ("sensor", "binary_sensor") else {"config", "diagnostic"}
-    )
+    kind: frozenset({"diagnostic"} if kind in _REPORTING else {"config", "diagnostic"})
     for kind in KINDS
 }
+# The one argument an action may take, by action.
+ACTION_ARGUMENTS: Final = {"brightness": "turn_on", "value": "set", "option": "select"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +81,12 @@ class EntityInfo:
     state_class: str | None = None
     category: str | None = None  # "config" or "diagnostic" (HA's entity category)
     disabled_by_default: bool = False
+    min: float | None = None  # number
+    max: float | None = None
+    step: float | None = None
+    mode: str | None = None
+    options: tuple[str, ...] = ()  # select
+    event_types: tuple[EventType, ...] = ()  # event
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +126,23 @@ class Pong:
 
 
 @dataclass(frozen=True, slots=True)
+class Event:
+    """An event entity fired (a momentary signal, not a state)."""
+
+    key: str
+    type: EventType
+
+
+@dataclass(frozen=True, slots=True)
 class Command:
+    """`brightness`, `value` and `option` each go with one action (ACTION_ARGUMENTS)."""
+
     id: int
     key: str
     action: str
     brightness: int | None = None
+    value: float | None = None
+    option: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +150,7 @@ class Unpair:
     id: int
 
 
-type DeviceMessage = Describe | State | Result | Ping | Pong
+type DeviceMessage = Describe | State | Result | Event | Ping | Pong
 type ControllerMessage = Command | Ping | Pong | Unpair
 
 
@@ -131,6 +177,28 @@ def _int(value: Any, field: str, low: int, high: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise MessageError(f"{field} must be an integer in {low}..{high}")
     return value
+
+
+def _number(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MessageError(f"{field} must be a number")
+    if isinstance(value, int) and not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+        raise MessageError(f"{field} out of range")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise MessageError(f"{field} must be finite")
+    return value
+
+
+def _strings(value: Any, field: str, choices: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """A non-empty list of distinct strings (of `choices`, when given)."""
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_OPTIONS:
+        raise MessageError(f"{field} must be a list of 1 to {MAX_OPTIONS} strings")
+    items = tuple(_str(v, field, MAX_OPTION) for v in value)
+    if len(set(items)) != len(items) or not all(items):
+        raise MessageError(f"{field} must be distinct non-empty strings")
+    if choices is not None and not set(items) <= set(choices):
+        raise MessageError(f"{field} must be among {list(choices)}")
+    return items
 
 
 def _id(value: Any) -> int:
@@ -164,8 +232,27 @@ def _entity(obj: Any) -> EntityInfo:
     kind = obj.get("kind")
     if not isinstance(kind, str) or kind not in KINDS:
         raise MessageError(f"unknown entity kind {kind!r}")
-    _fields(obj, {"key", "kind", "name"}, KINDS[kind] | COMMON_OPTIONAL)
-    extra = {f: _str(obj[f], f, MAX_NAME) for f in KINDS[kind] if f in obj}
+    required = REQUIRED.get(kind, frozenset())
+    _fields(obj, {"key", "kind", "name", *required}, KINDS[kind] | COMMON_OPTIONAL)
+    extra: dict[str, Any] = {
+        f: _str(obj[f], f, MAX_NAME)
+        for f in ("device_class", "unit", "state_class")
+        if f in KINDS[kind] and f in obj
+    }
+    if kind == "number":
+        low, high = _number(obj["min"], "min"), _number(obj["max"], "max")
+        step = _number(obj["step"], "step")
+        if not low < high or not step > 0:
+            raise MessageError("a number needs min < max and step > 0")
+        extra.update(min=low, max=high, step=step)
+        if "mode" in obj:
+            if obj["mode"] not in NUMBER_MODES:
+                raise MessageError(f"mode must be one of {sorted(NUMBER_MODES)}")
+            extra["mode"] = obj["mode"]
+    elif kind == "select":
+        extra["options"] = _strings(obj["options"], "options")
+    elif kind == "event":
+        extra["event_types"] = _strings(obj["event_types"], "event_types", EVENT_TYPES)
     category = obj.get("category")
     if category is not None and category not in CATEGORIES[kind]:
         raise MessageError(f"category of a {kind} must be one of {sorted(CATEGORIES[kind])}")
@@ -194,12 +281,39 @@ def _state_value(value: Any) -> StateValue:
         if not math.isfinite(value):
             raise MessageError("state value must be finite")
         return value
+    if isinstance(value, str):
+        return _str(value, "state value", MAX_TEXT)
     if isinstance(value, dict):
         _fields(value, {"on", "brightness"})
         if not isinstance(value["on"], bool):
             raise MessageError("light on must be a bool")
         return LightState(value["on"], _int(value["brightness"], "brightness", 0, 255))
     raise MessageError("unsupported state value")
+
+
+def check_state(state: State, entities: tuple[EntityInfo, ...]) -> None:
+    """The values of a `state` fit their entities' kinds (§7); keys the describe does
+    not name are left to the caller (ignored)."""
+    by_key = {e.key: e for e in entities}
+    for key, value in state.values.items():
+        entity = by_key.get(key)
+        if entity is None or value is None:
+            continue
+        match entity.kind:
+            case "switch" | "binary_sensor":
+                ok = isinstance(value, bool)
+            case "light":
+                ok = isinstance(value, LightState)
+            case "sensor" | "number":
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+            case "select":
+                ok = value in entity.options
+            case "text_sensor":
+                ok = isinstance(value, str)
+            case _:  # button, event: no value
+                ok = False
+        if not ok:
+            raise MessageError(f"state of {key} does not fit a {entity.kind}")
 
 
 def parse_device_message(data: bytes) -> DeviceMessage:
@@ -230,6 +344,11 @@ def parse_device_message(data: bytes) -> DeviceMessage:
                 raise MessageError("ok must be a bool")
             error = _str(obj["error"], "error", MAX_NAME) if "error" in obj else None
             return Result(_id(obj["id"]), obj["ok"], error)
+        case "event":
+            _fields(obj, {"t", "key", "type"})
+            if obj["type"] not in EVENT_TYPES:
+                raise MessageError(f"event type must be one of {list(EVENT_TYPES)}")
+            return Event(_key(obj["key"]), obj["type"])
         case "ping":
             _fields(obj, {"t", "id"})
             return Ping(_id(obj["id"]))
@@ -244,14 +363,17 @@ def parse_controller_message(data: bytes) -> ControllerMessage:
     obj = _load(data)
     match obj["t"]:
         case "command":
-            _fields(obj, {"t", "id", "key", "action"}, frozenset({"brightness"}))
-            action = _str(obj["action"], "action", MAX_NAME)
-            brightness = None
-            if "brightness" in obj:
-                if action != "turn_on":
-                    raise MessageError("brightness only with turn_on")
-                brightness = _int(obj["brightness"], "brightness", 0, 255)
-            return Command(_id(obj["id"]), _key(obj["key"]), action, brightness)
+            _fields(obj, {"t", "id", "key", "action"}, frozenset(ACTION_ARGUMENTS))
+            command = Command(
+                _id(obj["id"]),
+                _key(obj["key"]),
+                _str(obj["action"], "action", MAX_NAME),
+                brightness=obj.get("brightness"),
+                value=obj.get("value"),
+                option=obj.get("option"),
+            )
+            _command_arguments(command)
+            return command
         case "ping":
             _fields(obj, {"t", "id"})
             return Ping(_id(obj["id"]))
@@ -264,14 +386,36 @@ def parse_controller_message(data: bytes) -> ControllerMessage:
     raise MessageError(f"unknown message type {obj['t']!r} from a controller")
 
 
+def _command_arguments(command: Command) -> dict[str, Any]:
+    """The command's argument (at most one, with its action) as JSON fields, checked."""
+    args = {
+        f: v
+        for f in ACTION_ARGUMENTS
+        if (v := getattr(command, f)) is not None  # a field by its name
+    }
+    if len(args) > 1:
+        raise MessageError("a command takes at most one argument")
+    for field, value in args.items():
+        if command.action != ACTION_ARGUMENTS[field]:
+            raise MessageError(f"{field} only with {ACTION_ARGUMENTS[field]}")
+        if field == "brightness":
+            _int(value, field, 0, 255)
+        elif field == "value":
+            _number(value, field)
+        elif not _str(value, field, MAX_OPTION):
+            raise MessageError("option must not be empty")
+    return args
+
+
 def encode(message: ControllerMessage | DeviceMessage) -> bytes:
     """Serialize a message compactly; refuses one over the size limit."""
     obj: dict[str, Any]
     match message:
-        case Command(id=cid, key=key, action=action, brightness=brightness):
+        case Command(id=cid, key=key, action=action):
             obj = {"t": "command", "id": _id(cid), "key": _key(key), "action": action}
-            if brightness is not None:
-                obj["brightness"] = _int(brightness, "brightness", 0, 255)
+            obj.update(_command_arguments(message))
+        case Event(key=key, type=event_type):
+            obj = {"t": "event", "key": _key(key), "type": event_type}
         case Unpair(id=cid):
             obj = {"t": "unpair", "id": _id(cid)}
         case Ping(id=cid):
@@ -304,11 +448,15 @@ def _encode_value(value: StateValue) -> Any:
     return value
 
 
-def _encode_entity(entity: EntityInfo) -> dict[str, str | bool]:
-    obj: dict[str, str | bool] = {"key": entity.key, "kind": entity.kind, "name": entity.name}
-    for field in ("device_class", "unit", "state_class", "category"):
+def _encode_entity(entity: EntityInfo) -> dict[str, Any]:
+    obj: dict[str, Any] = {"key": entity.key, "kind": entity.kind, "name": entity.name}
+    for field in ("device_class", "unit", "state_class", "category", "min", "max", "step", "mode"):
         if (value := getattr(entity, field)) is not None:
             obj[field] = value
+    if entity.options:
+        obj["options"] = list(entity.options)
+    if entity.event_types:
+        obj["event_types"] = list(entity.event_types)
     if entity.disabled_by_default:
         obj["disabled_by_default"] = True
     return obj

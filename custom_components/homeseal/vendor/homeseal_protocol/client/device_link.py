@@ -34,6 +34,8 @@ from ..messages import (
     Command,
     Describe,
     EntityInfo,
+    Event,
+    EventType,
     LightState,
     Ping,
     Pong,
@@ -41,6 +43,7 @@ from ..messages import (
     State,
     StateValue,
     Unpair,
+    check_state,
     encode,
     parse_device_message,
 )
@@ -127,6 +130,7 @@ class DeviceLink:
         # device's memory outlives our sessions and restarts: start at a random id.
         self._ids = itertools.count(secrets.randbelow(MAX_ID) + 1)
         self._listeners: list[Callable[[], None]] = []
+        self._event_listeners: list[Callable[[str, EventType], None]] = []
         self._handshake_timer: asyncio.TimerHandle | None = None
         self._failures = 0  # handshakes in a row that opened no session
         self._last_start = float("-inf")
@@ -149,6 +153,11 @@ class DeviceLink:
     def add_listener(self, listener: Callable[[], None]) -> Callable[[], None]:
         self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
+
+    def add_event_listener(self, listener: Callable[[str, EventType], None]) -> Callable[[], None]:
+        """Call `listener(key, type)` for each event an event entity sends (§7)."""
+        self._event_listeners.append(listener)
+        return lambda: self._event_listeners.remove(listener)
 
     def _notify(self) -> None:
         for listener in list(self._listeners):
@@ -347,6 +356,8 @@ class DeviceLink:
         self._previous = None  # the device is on the new session now
         try:
             message = parse_device_message(plaintext)
+            if isinstance(message, State):
+                check_state(message, self.entities)
         except MessageError as err:
             _LOGGER.warning("Device %s sent an invalid message: %s", self.id_text, err)
             self._spawn(self._send_payload(encode_reset(ResetReason.PROTOCOL_ERROR)))
@@ -366,6 +377,10 @@ class DeviceLink:
             self._previous = None  # not one of its messages: the new session's, then
             return False
         if isinstance(message, State):  # its commands were failed already, its pings moot
+            try:
+                check_state(message, self.entities)
+            except MessageError:
+                return True  # the session is going anyway: its bad state is dropped
             self._apply(message)
             self._notify()
         return True
@@ -419,7 +434,7 @@ class DeviceLink:
             if self._on_not_recognised is not None:
                 self._on_not_recognised(self)
 
-    def _on_message(self, message: Describe | State | Result | Ping | Pong) -> None:
+    def _on_message(self, message: Describe | State | Result | Event | Ping | Pong) -> None:
         match message:
             case Describe():
                 self.describe = message
@@ -433,6 +448,10 @@ class DeviceLink:
                     self._set_state(LinkState.READY)
                 else:
                     self._notify()
+            case Event(key=key, type=event_type):
+                if any(e.key == key and e.kind == "event" for e in self.entities):
+                    for listener in list(self._event_listeners):
+                        listener(key, event_type)
             case Result(id=cid):
                 if (future := self._pending.pop(cid, None)) is not None and not future.done():
                     future.set_result(message)
@@ -482,14 +501,23 @@ class DeviceLink:
         return result
 
     async def command(
-        self, key: str, action: str, brightness: int | None = None, time_limit: float | None = None
+        self,
+        key: str,
+        action: str,
+        *,
+        brightness: int | None = None,
+        value: float | None = None,
+        option: str | None = None,
+        time_limit: float | None = None,
     ) -> None:
         """Send a command and wait for the device's result.
 
         `ok` means the device carried the action out, so the value it implies is applied
-        at once; the `state` the device pushes next confirms it (or corrects it).
+        at once; the `state` the device pushes next confirms it (or corrects it: a
+        number's value snapped to its step).
         """
-        await self._request(Command(self._next_id(), key, action, brightness), time_limit)
+        command = Command(self._next_id(), key, action, brightness, value, option)
+        await self._request(command, time_limit)
         kind = next((e.kind for e in self.entities if e.key == key), None)
         current = self.values.get(key)
         if kind == "switch" and action in ("turn_on", "turn_off"):
@@ -497,6 +525,10 @@ class DeviceLink:
         elif kind == "light" and action in ("turn_on", "turn_off"):
             level = current.brightness if isinstance(current, LightState) else 255
             self.values[key] = LightState(action == "turn_on", brightness or level)
+        elif kind == "number" and action == "set" and value is not None:
+            self.values[key] = value
+        elif kind == "select" and action == "select" and option is not None:
+            self.values[key] = option
         else:
             return
         if self.values[key] != current:
