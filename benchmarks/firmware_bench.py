@@ -4,9 +4,9 @@
 
 What it does, against the real relay process:
 
-1. compiles the files of firmware/manifest.py (the unix port's simulated
-   pins; listed by `scripts/deploy --list --hw sim`) with mpy-cross
-   (-march=x64 for the viper functions) into a temporary directory;
+1. builds the firmware bundle for the unix port's simulated pins
+   (scripts/build-firmware: firmware/manifest.py's modules compiled with
+   mpy-cross -march=x64, main.py as source) into a temporary directory;
 2. pairs a freshly provisioned device (and finds the smallest heap that
    pairing works with);
 3. with the paired state, runs the device under `-X heapsize=<heap>`: it
@@ -29,7 +29,6 @@ import json
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,9 +42,10 @@ from homeseal_protocol.envelope import FrameType  # noqa: E402  (after the path 
 from testbed.accounts import new_account  # noqa: E402
 from testbed.endpoints import Controller  # noqa: E402
 from testbed.firmware import MORE_KINDS, TEST_ENTITIES, DeviceProcess, Entity  # noqa: E402
-from testbed.paths import MPY_CROSS, micropython_env  # noqa: E402
+from testbed.paths import micropython_env  # noqa: E402
 from testbed.process import TestbedError  # noqa: E402
 from testbed.relay import RelayProcess  # noqa: E402
+from tools import firmware_bundle  # noqa: E402
 
 CODE = "27182818"
 RELAY_ARGS = ("--device-frame-rate", "100000", "--account-frame-rate", "100000")
@@ -55,28 +55,10 @@ def kib(text: str) -> int:
     return int(text[:-1]) * 1024 if text.endswith("k") else int(text)
 
 
-def manifest_files() -> list[tuple[Path, str]]:
-    """(source, target) of every file firmware/manifest.py names for the unix port's
-    simulated pins, as scripts/deploy reads it (MicroPython's tools/manifestfile.py)."""
-    listing = subprocess.run(
-        [str(ROOT / "scripts" / "deploy"), "--list", "--hw", "sim"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    return [
-        (Path(src), target) for src, target in (line.split("\t") for line in listing.splitlines())
-    ]
-
-
 def build_mpy(out: Path) -> Path:
-    """Compile the firmware to .mpy; returns the directory for MICROPYPATH."""
-    for src, target in manifest_files():
-        # main.py too: on the unix port a two-line script imports main.mpy.
-        dest = out / (target[: -len(".py")] + ".mpy")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([str(MPY_CROSS), "-march=x64", "-o", str(dest), str(src)], check=True)
-    # A two-line script: the unix port runs a .py file, which imports main.mpy.
-    (out / "boot_bench.py").write_text("import main\n")
-    return out
+    """The firmware bundle for the unix port's simulated pins (scripts/build-firmware:
+    what a board gets, compiled for x64); returns its directory."""
+    return firmware_bundle.build(out / "bundle", "x64", "sim").parent
 
 
 # The device's entities (--every-kind adds one of each kind beyond the first five).
@@ -89,8 +71,8 @@ def device(workdir: Path, relay: RelayProcess, build: Path, heap: int, *args: st
         relay.device_url,
         entities=ENTITIES,
         heapsize=str(heap),
-        main=build / "boot_bench.py",
-        env={**micropython_env(), "MICROPYPATH": f".frozen:{build}"},
+        main=build / "main.py",  # from source, as a board runs it
+        env={**micropython_env(), "MICROPYPATH": f".frozen:{build / 'lib'}"},
         args=args,
     )
 

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from homeseal_protocol.crypto import noise as ha_noise  # noqa: E402
 from tests.qemu.harness import QemuBoard, ensure_firmware  # noqa: E402
+from tests.support import load_shared_vectors  # noqa: E402
 
 KK = "Noise_KK_25519_ChaChaPoly_SHA256"
 # RFC 9383 appendix C: a real Verifier run with the RFC's y.
@@ -40,7 +41,16 @@ def _key(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()
 
 
+def _release_signature() -> tuple[str, str, str]:
+    """A valid Wycheproof ECDSA P-256 / SHA-256 case: public key, message, r || s (hex)."""
+    data = load_shared_vectors("wycheproof_ecdsa_secp256r1_sha256_p1363_test.json")
+    group = data["testGroups"][0]
+    case = next(t for t in group["tests"] if t["result"] == "valid")
+    return group["publicKey"]["uncompressed"], case["msg"], case["sig"]
+
+
 def _script() -> str:
+    pub, msg, sig = _release_signature()
     dev_s, ctl_s, ctl_e = _key("device s"), _key("controller s"), _key("controller e")
     dev_pub = ha_noise.KeyPair.from_private(dev_s).public
     ctl_pub = ha_noise.KeyPair.from_private(ctl_s).public
@@ -50,7 +60,7 @@ def _script() -> str:
 import gc
 import qemu_cycles as qc
 from binascii import unhexlify as h
-from homeseal import chachapoly, noise, spake2plus, x25519
+from homeseal import chachapoly, ecdsa, noise, spake2plus, x25519
 
 def cost(fn):
     gc.collect()
@@ -95,6 +105,8 @@ report("SPAKE2+ Verifier respond, G comb cached (a later attempt)",
 key, nonce, ad, msg = bytes(32), bytes(12), bytes(16), bytes(1024)
 sealed = report("ChaCha20-Poly1305 encrypt, 1 KiB", lambda: chachapoly.encrypt(key, nonce, ad, msg))
 report("ChaCha20-Poly1305 decrypt, 1 KiB", lambda: chachapoly.decrypt(key, nonce, ad, sealed))
+assert report("ECDSA P-256 / SHA-256 verify (a signed release's manifest)",
+              lambda: ecdsa.verify(h("{pub}"), h("{msg}"), h("{sig}")))
 """
 
 

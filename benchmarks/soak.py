@@ -10,8 +10,9 @@ commands from the controller to random devices at a fixed offered rate (each awa
 for its result) and state pushes from random devices at a fixed rate.
 
 The relay serves plain HTTP behind a TLS pipe (testbed.relay.ProxiedRelay): the
-devices connect to it directly with ws:// (the unix port has no ssl), the controller
-through the pipe with TLS, as Home Assistant does.
+devices connect to it directly with ws:// (the devices' wss:// is measured apart, in
+benchmarks/tls_bench.py), the controller through the pipe with TLS, as Home Assistant
+does.
 
 How devices come to be owned by the account: the firmware devices and --paired
 simulated devices pair for real (SPAKE2+ through the relay, then CLAIM); the

@@ -124,7 +124,11 @@ def main(argv):
     except store.StoreError as e:
         _fatal("state error: %s" % e)
     gc.collect()
-    asyncio.run(dev.run(opts["control"]))
+    try:
+        asyncio.run(dev.run(opts["control"]))
+    except Exception as e:  # the main task's own: restart as for any other task's
+        sys.print_exception(e)
+        hw.restart("unexpected error: %r" % e)
 
 
 main(sys.argv[1:])

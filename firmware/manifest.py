@@ -44,6 +44,7 @@ package(
         "x25519.py",
         "chachapoly.py",
         "p256.py",
+        "ecdsa.py",
         "spake2plus.py",
         "noise.py",
         "noise_patterns.py",
@@ -60,18 +61,22 @@ if not options.core_only:
             # the relay link: websocket client, relay auth
             "ws.py",
             "relay.py",
-            # pairing, sessions, entities, the device glue (bootstate: at boot only)
+            # pairing, sessions, entities (actuators: only with a colour light, a
+            # fan or a cover), the device glue (bootstate: at boot only)
             "pairing.py",
             "pairing_window.py",
             "session.py",
             "entities.py",
+            "actuators.py",
             "device.py",
             "bootstate.py",
-            # state files, config validation, the benchmark's memory probe
+            # state files, config validation, the benchmark's memory probe, the
+            # health sensors' figures
             "store.py",
             "errors.py",
             "config.py",
             "memstat.py",
+            "health.py",
         ),
     )
     # The hardware layer: one of the twins.

@@ -59,23 +59,39 @@ from .ids import (
     validate_setup_code,
 )
 from .keys import generate_private_key, private_bytes, public_bytes
-from .messages import Describe, EntityInfo, EntityKind, EventType, LightState, StateValue
+from .messages import (
+    ColorMode,
+    CoverState,
+    Describe,
+    Direction,
+    EntityInfo,
+    EntityKind,
+    EventType,
+    FanState,
+    LightState,
+    Motion,
+    StateValue,
+)
 
 __all__ = [
     "AuthRejected",
     "CannotConnect",
     "CloseCode",
+    "ColorMode",
     "CommandRejected",
     "CommandTimeout",
     "Controller",
+    "CoverState",
     "Describe",
     "DeviceError",
     "DeviceLink",
     "DeviceOffline",
+    "Direction",
     "EntityInfo",
     "EntityKind",
     "EnvelopeError",
     "EventType",
+    "FanState",
     "Frame",
     "FrameType",
     "HomeSealError",
@@ -85,6 +101,7 @@ __all__ = [
     "LightState",
     "LinkState",
     "MessageError",
+    "Motion",
     "NotConnected",
     "NotFound",
     "NotRecognised",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Literal
 
 from .errors import MessageError
@@ -30,20 +30,32 @@ type EntityKind = Literal[
     "select",
     "text_sensor",
     "event",
+    "fan",
+    "cover",
 ]
-type StateValue = bool | float | int | str | LightState | None
+type StateValue = bool | float | int | str | LightState | FanState | CoverState | None
 type EventType = Literal["single", "double", "long"]
+type ColorMode = Literal["brightness", "rgb", "rgbw", "color_temp"]
+type Motion = Literal["opening", "closing", "idle"]
+type Direction = Literal["forward", "reverse"]
 
 MAX_OPTION: Final = 32
 MAX_OPTIONS: Final = 16
 MAX_TEXT: Final = 64
 EVENT_TYPES: Final = ("single", "double", "long")
 NUMBER_MODES: Final = frozenset({"auto", "box", "slider"})
+COLOR_MODES: Final = ("brightness", "rgb", "rgbw", "color_temp")
+MOTIONS: Final = ("opening", "closing", "idle")
+DIRECTIONS: Final = ("forward", "reverse")
+MIN_KELVIN: Final = 1000
+MAX_KELVIN: Final = 20000
+# The state field that carries a colour light's colour, by its mode.
+COLOR_FIELDS: Final = {"rgb": "rgb", "rgbw": "rgbw", "color_temp": "kelvin"}
 
 # Per kind: its extra description fields, and which of them are required.
 KINDS: Final[dict[str, frozenset[str]]] = {
     "switch": frozenset(),
-    "light": frozenset(),
+    "light": frozenset({"color_mode", "min_kelvin", "max_kelvin"}),
     "sensor": frozenset({"device_class", "unit", "state_class"}),
     "binary_sensor": frozenset({"device_class"}),
     "button": frozenset(),
@@ -51,7 +63,10 @@ KINDS: Final[dict[str, frozenset[str]]] = {
     "select": frozenset({"options"}),
     "text_sensor": frozenset(),
     "event": frozenset({"event_types"}),
+    "fan": frozenset({"reversible"}),
+    "cover": frozenset({"device_class"}),
 }
+# (A color_temp light also requires min_kelvin and max_kelvin: checked in _entity.)
 REQUIRED: Final[dict[str, frozenset[str]]] = {
     "number": frozenset({"min", "max", "step"}),
     "select": frozenset({"options"}),
@@ -65,8 +80,20 @@ CATEGORIES: Final[dict[str, frozenset[str]]] = {
     kind: frozenset({"diagnostic"} if kind in _REPORTING else {"config", "diagnostic"})
     for kind in KINDS
 }
-# The one argument an action may take, by action.
-ACTION_ARGUMENTS: Final = {"brightness": "turn_on", "value": "set", "option": "select"}
+# Each command argument and the one action it goes with.
+ACTION_ARGUMENTS: Final = {
+    "brightness": "turn_on",
+    "rgb": "turn_on",
+    "rgbw": "turn_on",
+    "kelvin": "turn_on",
+    "percentage": "turn_on",
+    "value": "set",
+    "option": "select",
+    "position": "set_position",
+    "direction": "set_direction",
+}
+# The one pair a command may carry: brightness with a colour.
+_COLOURS: Final = frozenset({"rgb", "rgbw", "kelvin"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +114,34 @@ class EntityInfo:
     mode: str | None = None
     options: tuple[str, ...] = ()  # select
     event_types: tuple[EventType, ...] = ()  # event
+    color_mode: ColorMode = "brightness"  # light
+    min_kelvin: int | None = None
+    max_kelvin: int | None = None
+    reversible: bool = False  # fan
 
 
 @dataclass(frozen=True, slots=True)
 class LightState:
+    """A light's state; the colour field its mode has (COLOR_FIELDS) is set."""
+
     on: bool
     brightness: int
+    rgb: tuple[int, int, int] | None = None
+    rgbw: tuple[int, int, int, int] | None = None
+    kelvin: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FanState:
+    on: bool
+    percentage: int
+    direction: Direction | None = None  # reversible fans only
+
+
+@dataclass(frozen=True, slots=True)
+class CoverState:
+    position: int | None  # 0 closed … 100 open; None until the device knows it
+    motion: Motion
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +184,21 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class Command:
-    """`brightness`, `value` and `option` each go with one action (ACTION_ARGUMENTS)."""
+    """Each argument goes with one action (ACTION_ARGUMENTS); at most one is set,
+    but for `brightness` with a colour."""
 
     id: int
     key: str
     action: str
     brightness: int | None = None
+    rgb: tuple[int, int, int] | None = None
+    rgbw: tuple[int, int, int, int] | None = None
+    kelvin: int | None = None
+    percentage: int | None = None
     value: float | None = None
     option: str | None = None
+    position: int | None = None
+    direction: Direction | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +257,18 @@ def _strings(value: Any, field: str, choices: tuple[str, ...] | None = None) -> 
     return items
 
 
+def _channels(value: Any, field: str, count: int) -> tuple[int, ...]:
+    if not isinstance(value, list | tuple) or len(value) != count:
+        raise MessageError(f"{field} must be a list of {count} integers")
+    return tuple(_int(v, field, 0, 255) for v in value)
+
+
+def _choice(value: Any, field: str, choices: tuple[str, ...]) -> Any:
+    if not isinstance(value, str) or value not in choices:
+        raise MessageError(f"{field} must be one of {list(choices)}")
+    return value
+
+
 def _id(value: Any) -> int:
     return _int(value, "id", 1, MAX_ID)
 
@@ -253,6 +321,12 @@ def _entity(obj: Any) -> EntityInfo:
         extra["options"] = _strings(obj["options"], "options")
     elif kind == "event":
         extra["event_types"] = _strings(obj["event_types"], "event_types", EVENT_TYPES)
+    elif kind == "light":
+        extra.update(_light_fields(obj))
+    elif kind == "fan" and "reversible" in obj:
+        if not isinstance(obj["reversible"], bool):
+            raise MessageError("reversible must be a bool")
+        extra["reversible"] = obj["reversible"]
     category = obj.get("category")
     if category is not None and category not in CATEGORIES[kind]:
         raise MessageError(f"category of a {kind} must be one of {sorted(CATEGORIES[kind])}")
@@ -266,6 +340,60 @@ def _entity(obj: Any) -> EntityInfo:
         category=category,
         disabled_by_default=disabled,
         **extra,
+    )
+
+
+def _light_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    mode = _choice(obj.get("color_mode", "brightness"), "color_mode", COLOR_MODES)
+    kelvins = {"min_kelvin", "max_kelvin"} & set(obj)
+    if mode != "color_temp":
+        if kelvins:
+            raise MessageError("min_kelvin and max_kelvin only with color_mode color_temp")
+        return {"color_mode": mode}
+    if len(kelvins) != 2:
+        raise MessageError("a color_temp light needs min_kelvin and max_kelvin")
+    low = _int(obj["min_kelvin"], "min_kelvin", MIN_KELVIN, MAX_KELVIN)
+    high = _int(obj["max_kelvin"], "max_kelvin", MIN_KELVIN, MAX_KELVIN)
+    if not low < high:
+        raise MessageError("a color_temp light needs min_kelvin < max_kelvin")
+    return {"color_mode": mode, "min_kelvin": low, "max_kelvin": high}
+
+
+def _compound(value: dict[str, Any]) -> LightState | FanState | CoverState:
+    """An object state value: a light's, a fan's or a cover's, told apart by its
+    fields (check_state then matches it to the entity)."""
+    if "brightness" in value:
+        colour = {"rgb", "rgbw", "kelvin"} & set(value)
+        _fields(value, {"on", "brightness", *colour})
+        if len(colour) > 1:
+            raise MessageError("a light state has at most one colour")
+        if not isinstance(value["on"], bool):
+            raise MessageError("light on must be a bool")
+        light = LightState(value["on"], _int(value["brightness"], "brightness", 0, 255))
+        if "rgb" in value:
+            r, g, b = _channels(value["rgb"], "rgb", 3)
+            return replace(light, rgb=(r, g, b))
+        if "rgbw" in value:
+            r, g, b, w = _channels(value["rgbw"], "rgbw", 4)
+            return replace(light, rgbw=(r, g, b, w))
+        if "kelvin" in value:
+            return replace(light, kelvin=_int(value["kelvin"], "kelvin", MIN_KELVIN, MAX_KELVIN))
+        return light
+    if "percentage" in value:
+        _fields(value, {"on", "percentage"}, frozenset({"direction"}))
+        if not isinstance(value["on"], bool):
+            raise MessageError("fan on must be a bool")
+        direction = value.get("direction")
+        return FanState(
+            value["on"],
+            _int(value["percentage"], "percentage", 1, 100),
+            None if direction is None else _choice(direction, "direction", DIRECTIONS),
+        )
+    _fields(value, {"position", "motion"})
+    position = value["position"]
+    return CoverState(
+        None if position is None else _int(position, "position", 0, 100),
+        _choice(value["motion"], "motion", MOTIONS),
     )
 
 
@@ -284,10 +412,7 @@ def _state_value(value: Any) -> StateValue:
     if isinstance(value, str):
         return _str(value, "state value", MAX_TEXT)
     if isinstance(value, dict):
-        _fields(value, {"on", "brightness"})
-        if not isinstance(value["on"], bool):
-            raise MessageError("light on must be a bool")
-        return LightState(value["on"], _int(value["brightness"], "brightness", 0, 255))
+        return _compound(value)
     raise MessageError("unsupported state value")
 
 
@@ -303,7 +428,13 @@ def check_state(state: State, entities: tuple[EntityInfo, ...]) -> None:
             case "switch" | "binary_sensor":
                 ok = isinstance(value, bool)
             case "light":
-                ok = isinstance(value, LightState)
+                ok = isinstance(value, LightState) and _light_fits(value, entity)
+            case "fan":
+                ok = isinstance(value, FanState) and (value.direction is not None) == (
+                    entity.reversible
+                )
+            case "cover":
+                ok = isinstance(value, CoverState)
             case "sensor" | "number":
                 ok = isinstance(value, int | float) and not isinstance(value, bool)
             case "select":
@@ -314,6 +445,18 @@ def check_state(state: State, entities: tuple[EntityInfo, ...]) -> None:
                 ok = False
         if not ok:
             raise MessageError(f"state of {key} does not fit a {entity.kind}")
+
+
+def _light_fits(value: LightState, entity: EntityInfo) -> bool:
+    """The state carries exactly the colour field of the light's mode, in range."""
+    colour = COLOR_FIELDS.get(entity.color_mode)
+    present = {f for f in ("rgb", "rgbw", "kelvin") if getattr(value, f) is not None}
+    if present != ({colour} if colour else set()):
+        return False
+    if value.kelvin is not None:
+        low, high = entity.min_kelvin, entity.max_kelvin
+        return low is not None and high is not None and low <= value.kelvin <= high
+    return True
 
 
 def parse_device_message(data: bytes) -> DeviceMessage:
@@ -364,13 +507,17 @@ def parse_controller_message(data: bytes) -> ControllerMessage:
     match obj["t"]:
         case "command":
             _fields(obj, {"t", "id", "key", "action"}, frozenset(ACTION_ARGUMENTS))
+            fields = {f: obj[f] for f in ACTION_ARGUMENTS if f in obj}
+            if None in fields.values():
+                raise MessageError("a command argument must not be null")
+            for f in ("rgb", "rgbw"):
+                if isinstance(fields.get(f), list):
+                    fields[f] = tuple(fields[f])
             command = Command(
                 _id(obj["id"]),
                 _key(obj["key"]),
                 _str(obj["action"], "action", MAX_NAME),
-                brightness=obj.get("brightness"),
-                value=obj.get("value"),
-                option=obj.get("option"),
+                **fields,
             )
             _command_arguments(command)
             return command
@@ -387,23 +534,33 @@ def parse_controller_message(data: bytes) -> ControllerMessage:
 
 
 def _command_arguments(command: Command) -> dict[str, Any]:
-    """The command's argument (at most one, with its action) as JSON fields, checked."""
+    """The command's arguments (each with its action) as JSON fields, checked."""
     args = {
         f: v
         for f in ACTION_ARGUMENTS
         if (v := getattr(command, f)) is not None  # a field by its name
     }
-    if len(args) > 1:
-        raise MessageError("a command takes at most one argument")
+    if len(args) > 1 and not (len(args) == 2 and "brightness" in args and set(args) & _COLOURS):
+        raise MessageError("a command takes one argument, or brightness with a colour")
     for field, value in args.items():
         if command.action != ACTION_ARGUMENTS[field]:
             raise MessageError(f"{field} only with {ACTION_ARGUMENTS[field]}")
-        if field == "brightness":
-            _int(value, field, 0, 255)
-        elif field == "value":
-            _number(value, field)
-        elif not _str(value, field, MAX_OPTION):
-            raise MessageError("option must not be empty")
+        match field:
+            case "brightness":
+                _int(value, field, 0, 255)
+            case "rgb" | "rgbw":
+                args[field] = list(_channels(value, field, 3 if field == "rgb" else 4))
+            case "kelvin":
+                _int(value, field, MIN_KELVIN, MAX_KELVIN)
+            case "percentage" | "position":
+                _int(value, field, 0, 100)
+            case "value":
+                _number(value, field)
+            case "option":
+                if not _str(value, field, MAX_OPTION):
+                    raise MessageError("option must not be empty")
+            case "direction":
+                _choice(value, field, DIRECTIONS)
     return args
 
 
@@ -443,16 +600,45 @@ def encode(message: ControllerMessage | DeviceMessage) -> bytes:
 
 
 def _encode_value(value: StateValue) -> Any:
-    if isinstance(value, LightState):
-        return {"on": value.on, "brightness": value.brightness}
+    match value:
+        case LightState():
+            obj: dict[str, Any] = {"on": value.on, "brightness": value.brightness}
+            for field in ("rgb", "rgbw"):
+                if (channels := getattr(value, field)) is not None:
+                    obj[field] = list(channels)
+            if value.kelvin is not None:
+                obj["kelvin"] = value.kelvin
+            return obj
+        case FanState():
+            obj = {"on": value.on, "percentage": value.percentage}
+            if value.direction is not None:
+                obj["direction"] = value.direction
+            return obj
+        case CoverState():
+            return {"position": value.position, "motion": value.motion}
     return value
 
 
 def _encode_entity(entity: EntityInfo) -> dict[str, Any]:
     obj: dict[str, Any] = {"key": entity.key, "kind": entity.kind, "name": entity.name}
-    for field in ("device_class", "unit", "state_class", "category", "min", "max", "step", "mode"):
+    for field in (
+        "device_class",
+        "unit",
+        "state_class",
+        "category",
+        "min",
+        "max",
+        "step",
+        "mode",
+        "min_kelvin",
+        "max_kelvin",
+    ):
         if (value := getattr(entity, field)) is not None:
             obj[field] = value
+    if entity.kind == "light" and entity.color_mode != "brightness":
+        obj["color_mode"] = entity.color_mode
+    if entity.reversible:
+        obj["reversible"] = True
     if entity.options:
         obj["options"] = list(entity.options)
     if entity.event_types:

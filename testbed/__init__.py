@@ -13,7 +13,7 @@ benchmarks. One module per job, each written once:
     wsclient    a lean websocket relay client for the benchmarks
     hass        a real `hass` process and its REST/websocket API
     ha_flows    the integration's flows in an in-process Home Assistant
-    system      relay + bridge + simulated device + Home Assistant (demo, end to end)
+    system      relay + simulated device (wss://) + Home Assistant (demo, end to end)
 
 Nothing is imported here: `python -m testbed.tls_pipe` stays light, and the modules
 that need Home Assistant load it only when used.

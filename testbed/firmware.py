@@ -60,6 +60,25 @@ MORE_KINDS: list[Entity] = [
      "interval": 1, "category": "diagnostic"},
     {"key": "wall", "kind": "event", "name": "Wall button", "pin": 16, "debounce_ms": 20,
      "long_ms": 400, "double_ms": 300},
+    {"key": "mood", "kind": "light", "name": "Mood light", "color_mode": "rgb",
+     "pins": [17, 18, 19]},
+    {"key": "desk", "kind": "light", "name": "Desk lamp", "color_mode": "color_temp",
+     "pins": [20, 21], "min_kelvin": 2700, "max_kelvin": 6500},
+    {"key": "vent", "kind": "fan", "name": "Vent", "pin": 22, "direction_pin": 27},
+    {"key": "blind", "kind": "cover", "name": "Blind", "device_class": "blind",
+     "open_pin": 28, "close_pin": 29, "open_time": 2, "close_time": 2},
+]  # fmt: skip
+# The device's own health (diagnostic entities; PROTOCOL §7 sensor and text_sensor).
+HEALTH: list[Entity] = [
+    {"key": "uptime", "kind": "sensor", "name": "Uptime", "source": "uptime", "interval": 1},
+    {"key": "free_heap", "kind": "sensor", "name": "Free heap", "source": "free_heap",
+     "interval": 1},
+    {"key": "reconnects", "kind": "sensor", "name": "Reconnects", "source": "reconnects",
+     "interval": 1},
+    {"key": "wifi_signal", "kind": "sensor", "name": "Wi-Fi signal", "source": "wifi_signal",
+     "interval": 1},
+    {"key": "restart_reason", "kind": "text_sensor", "name": "Last restart",
+     "source": "restart_reason", "interval": 1},
 ]  # fmt: skip
 TEST_PAIRING_BUTTON: Mapping[str, Any] = {"pin": 0, "long_press_ms": 300, "factory_reset_ms": 1200}
 
@@ -126,7 +145,9 @@ class DeviceProcess(ChildProcess):
     The config (`entities` and the other fields) is written at the first start if the
     work directory has none; `write_config` (re)writes it. `control_port`: 0 picks a
     free port, None runs without the control socket. `main` and `env` run another build
-    (precompiled .mpy)."""
+    (precompiled .mpy). `supervised` runs it under scripts/simdevice, which starts the
+    firmware again after it reset itself (its watchdog, an unexpected error), as a
+    board does."""
 
     name = "simulated device"
 
@@ -145,8 +166,10 @@ class DeviceProcess(ChildProcess):
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         main: Path | None = None,
+        supervised: bool = False,
     ) -> None:
         super().__init__(workdir / "device.log")
+        self.supervised = supervised
         self.workdir = workdir
         self.state = workdir / "state"
         self.config = workdir / "config.json"
@@ -230,6 +253,12 @@ class DeviceProcess(ChildProcess):
     # -- the process
 
     def command(self) -> list[str]:
+        if self.supervised:
+            # simdevice's layout is this one: DIR/config.json, DIR/state.
+            if self.control_port is None:
+                raise TestbedError("a supervised device needs its control socket")
+            return [str(ROOT / "scripts" / "simdevice"), str(self.workdir), "--heap",
+                    self.heapsize, "--control", str(self.control_port), *self.args]  # fmt: skip
         cmd = [str(MICROPYTHON), "-X", f"heapsize={self.heapsize}", str(self.main),
                "--config", str(self.config), "--state", str(self.state)]  # fmt: skip
         if self.control_port is not None:
@@ -244,7 +273,9 @@ class DeviceProcess(ChildProcess):
             )
         if not self.config.exists():
             self.write_config()
-        self.spawn(self.command(), cwd=self.workdir, env=self.env or micropython_env())
+        env = dict(self.env or micropython_env())
+        env.setdefault("HOMESEAL_MICROPYTHON", str(MICROPYTHON))  # for a supervised one
+        self.spawn(self.command(), cwd=self.workdir, env=env)
         if wait_for is not None:
             self.wait_log(wait_for, within)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -230,9 +232,11 @@ class ChildProcess:
             raise TestbedError(f"{self.name} did not exit within {timeout:g} s") from None
 
     def kill(self) -> None:
-        """SIGKILL: its connections are reset, nothing is flushed."""
+        """SIGKILL to the process and its children (it leads a session of its own): its
+        connections are reset, nothing is flushed."""
         if self.proc is not None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
     def stop(self, timeout: float = 15) -> int | None:

@@ -3,8 +3,9 @@
 `RelayProcess` serves plain HTTP (loopback tests), sits `--behind-proxy`, or serves
 TLS with its own certificate; it keeps its port, database and key across restarts.
 `ProxiedRelay` is a relay behind a TLS-terminating pipe, the production shape "behind
-nginx": Home Assistant verifies the pipe's certificate, while the firmware on the
-MicroPython unix port (no `ssl`) reaches the relay itself with ws://.
+nginx": Home Assistant verifies the pipe's certificate, while the simulated devices of
+those tests reach the relay itself with ws:// (the firmware's wss:// is tested against
+a relay serving TLS, tests/firmware/test_tls.py).
 `RelayCluster` is several relay processes, nodes of one cluster on PostgreSQL and Redis
 (testbed.postgres, testbed.redis), to put behind testbed.haproxy.
 """

@@ -2,9 +2,9 @@
 
 - the relay (`RelayProcess`) with TLS, its certificate from `make_tls`, reached as
   https://localhost:PORT;
-- the device bridge (`TlsPipe`: plain TCP → TLS to the relay), the simulated device's
-  way to the relay, since the MicroPython unix port has no `ssl`;
-- the simulated device (`DeviceProcess`), provisioned with tools/provision.py;
+- the simulated device (`DeviceProcess`), provisioned with tools/provision.py, on the
+  relay over wss://localhost:PORT: it verifies the relay's certificate against the
+  demo CA and pins the relay's key, as a board does;
 - Home Assistant (`HomeAssistant`) with the integration, onboarded, signed in to the
   relay and paired with the device through its own config-flow API.
 
@@ -28,7 +28,6 @@ from .ports import free_port, port_in_use
 from .process import ChildProcess, TestbedError, run_sync, wait_until
 from .relay import RelayProcess
 from .tls import TlsFiles, make_tls
-from .tls_pipe import TlsPipe
 
 # The demo device: one entity of every kind (DESIGN "Device model").
 SWITCH_PIN, LIGHT_PIN, TEMP_PIN, DOOR_PIN, BUTTON_PIN = 5, 6, 26, 4, 7
@@ -59,7 +58,9 @@ DEVICE_ENTITIES: list[Entity] = [
      "device_class": "door", "debounce_ms": 20},
     {"key": "bell", "kind": "button", "name": "Bell", "pin": BUTTON_PIN, "pulse_ms": 200},
 ]  # fmt: skip
-PORTS = ("relay_port", "bridge_port", "control_port", "ha_port")
+PORTS = ("relay_port", "control_port", "ha_port")
+# The device's copy of the demo CA, in its work directory (relay.ca in its config.json).
+DEVICE_CA = "relay-ca.pem"
 
 
 def random_password() -> str:
@@ -80,7 +81,7 @@ def demo_device(workdir: Path, relay_url: str, control_port: int | None) -> Devi
 
 
 class System:
-    """Relay + bridge + simulated device + Home Assistant, in one state directory.
+    """Relay + simulated device + Home Assistant, in one state directory.
 
     The first `up()` creates everything (certificate, relay account, HA owner,
     config entry, pairing); later ones reuse the state directory and only start
@@ -120,17 +121,7 @@ class System:
         self.relay = RelayProcess(
             state_dir / "relay", port=info["relay_port"], log_level="INFO", url_host="localhost"
         )
-        self.bridge = TlsPipe(
-            state_dir / "relay" / "bridge.log",
-            info["relay_port"],
-            upstream_host="localhost",
-            port=info["bridge_port"],
-            upstream_ca=self.tls_dir / "ca.pem",
-        )
-        self.bridge.name = "device bridge"
-        self.device = demo_device(
-            state_dir / "device", self.bridge.device_url, info["control_port"]
-        )
+        self.device = demo_device(state_dir / "device", self.relay.device_url, info["control_port"])
         self.hass = HomeAssistant(
             state_dir / "homeassistant",
             info["ha_port"],
@@ -143,7 +134,7 @@ class System:
     @property
     def parts(self) -> tuple[ChildProcess, ...]:
         """Every process, in start order."""
-        return (self.relay, self.bridge, self.device, self.hass)
+        return (self.relay, self.device, self.hass)
 
     def save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -161,7 +152,7 @@ class System:
 
     @property
     def ca(self) -> Path:
-        """The CA Home Assistant and the bridge trust."""
+        """The CA Home Assistant and the device trust."""
         return self.tls_dir / "ca.pem"
 
     def _timed(self, name: str, fn: Callable[[], Any]) -> Any:
@@ -199,10 +190,13 @@ class System:
         self.relay.serve = self._tls()
         self.say(f"starting the relay on {self.relay.base}")
         self._timed("relay", self.relay.start)
-        self._timed("bridge", self.bridge.start)
+        # The device verifies the relay's certificate (wss://, the demo CA, copied to where
+        # its config names it) and pins the relay's static key.
+        url = self.relay.device_url  # wss://localhost:PORT/ws/device, now that it serves TLS
+        shutil.copy(self.ca, self.device.workdir / DEVICE_CA)
         self.device.write_config(
-            relay={"url": self.device.relay_url, "relay_key": self.relay.relay_key()}
-        )  # the device pins the relay's static key
+            url, relay={"url": url, "ca": DEVICE_CA, "relay_key": self.relay.relay_key()}
+        )
         if self.device.provisioned is None:
             self.say("provisioning the simulated device (setup code, label)")
             self._timed("provision", lambda: self.device.provision(label=True))

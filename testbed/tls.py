@@ -99,10 +99,13 @@ def make_tls(
 ) -> TlsFiles:
     """Write a fresh CA and a server certificate for `names` (DNS names or IP addresses)
     signed by it; valid from `not_before` (default an hour ago) to `not_after` (default
-    a year on; the CA is valid a day longer either way)."""
+    a year on). The CA is valid a day longer either way and always now, so that an
+    expired (or not yet valid) certificate is the server's alone, as when a relay's
+    certificate was not renewed."""
     now = datetime.datetime.now(datetime.UTC)
     start = not_before or now - datetime.timedelta(hours=1)
     end = not_after or now + datetime.timedelta(days=365)
+    day = datetime.timedelta(days=1)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()
@@ -110,8 +113,8 @@ def make_tls(
         .issuer_name(_name(ca_name))
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start - datetime.timedelta(days=1))
-        .not_valid_after(end + datetime.timedelta(days=1))
+        .not_valid_before(min(start, now) - day)
+        .not_valid_after(max(end, now) + day)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(cert_sign=True), critical=True)
         .add_extension(

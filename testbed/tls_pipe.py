@@ -2,10 +2,11 @@
 
 - TLS listener → plain upstream (`--cert/--key`): a TLS-terminating front for a relay
   that serves plain HTTP (`--behind-proxy`), as nginx or Caddy would be in production.
-  Home Assistant reaches the relay through it and must verify it, while the firmware on
-  the MicroPython unix port (no `ssl` in its build) reaches the relay itself with ws://.
-- plain listener → TLS upstream (`--ca`): the simulated device's way to a relay that
-  serves TLS only, verified as a TLS-capable board would verify it (the demo's bridge).
+  Home Assistant reaches the relay through it and must verify it. With `--ca` too, the
+  upstream is a relay serving TLS: a front with a certificate of a test's making (another
+  host name, expired) before a real relay (tests/firmware/test_tls.py).
+- plain listener → TLS upstream (`--ca`): a plain client's way to a relay that serves
+  TLS only, verified against the CA.
 
     python -m testbed.tls_pipe --upstream HOST:PORT [--cert CERT --key KEY] [--ca CA]
                                [--port N]
@@ -92,7 +93,7 @@ class TlsPipe(ChildProcess):
     """`python -m testbed.tls_pipe` as a child process.
 
     `server_tls`: listen with TLS (a terminating front); `upstream_ca`: connect upstream
-    with TLS verified against it (a bridge to a TLS server). `port` 0 picks a free one,
+    with TLS verified against it (to a relay serving TLS). `port` 0 picks a free one,
     known once started."""
 
     name = "TLS pipe"

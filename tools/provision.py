@@ -9,7 +9,11 @@ For one device this tool
   verifier and the PBKDF parameters, never the code,
 - prints the code (`2023-1187`) and the QR payload (`HS1:<ID>:<code>`),
 - writes a printable label, PNG and SVG: the QR code with the code in digits
-  beside it and the device id below.
+  beside it and the device id below,
+- with `--release-key FILE`, pins the installation's firmware release key: the
+  key pair is made at FILE (0600) the first time, its public half goes into
+  `provisioning.json` (`release_key`), and its private half, which signs firmware
+  bundles (`scripts/build-firmware --sign FILE`), never leaves this machine.
 
 The QR payload names the device, so the tool needs the device's id. It takes it
 from the device's own key in `<state-dir>/identity.json` (written by the
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import segno
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -43,6 +48,8 @@ from cryptography.hazmat.primitives.serialization import (
 
 from homeseal_protocol import ids
 from homeseal_protocol.pairing import device_verifier
+
+from .firmware_bundle import BundleError, load_release_key
 
 IDENTITY = "identity.json"
 PROVISIONING = "provisioning.json"
@@ -251,6 +258,7 @@ def provision(
     make_label: bool = False,
     force: bool = False,
     generate_key: bool = True,
+    release_key: Path | None = None,
 ) -> dict[str, Any]:
     """Provision one device; returns what was done (code included, for printing)."""
     if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
@@ -273,6 +281,14 @@ def provision(
         pub, generated = device_public_key(state_dir, generate_key)
         device_id = ids.endpoint_id(pub)
     record = provisioning_record(code, secrets.token_bytes(salt_len), iterations, device_id)
+    made_release_key = False
+    if release_key is not None:
+        if release_key.resolve().is_relative_to(state_dir.resolve()):
+            raise ProvisionError(
+                "--release-key must not be in the state directory: that goes onto the device"
+            )
+        release_pub, made_release_key = release_public_key(release_key)
+        record["release_key"] = release_pub.hex()
     _write_atomic(target, json.dumps(record).encode())
     payload = ids.format_setup_payload(device_id, code)
     code_text = ids.format_setup_code(code)
@@ -284,6 +300,9 @@ def provision(
         "provisioning_file": str(target),
         "generated_device_key": generated,
     }
+    if release_key is not None:
+        out["release_key"] = str(release_key)
+        out["generated_release_key"] = made_release_key
     if label is None and make_label:
         label = Path(f"homeseal-label-{ids.compact_id(device_id).lower()}")
     if label is not None:
@@ -295,6 +314,24 @@ def provision(
         out["label_png"] = str(png)
         out["label_svg"] = str(svg)
     return out
+
+
+def release_public_key(path: Path) -> tuple[bytes, bool]:
+    """The public half (65-byte SEC1) of the installation's release key at `path`, and
+    whether it was made now: the key pair is made once, the first time (PEM, 0600), and
+    every device provisioned with it pins its public half. The private half signs
+    firmware bundles (scripts/build-firmware --sign) and stays on this machine."""
+    made = not path.exists()
+    if made:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        _write_atomic(path, pem)
+    try:
+        key = load_release_key(path)
+    except BundleError as err:
+        raise ProvisionError(str(err)) from None
+    return key.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint), made
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,6 +359,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-generate-key", action="store_true")
     parser.add_argument("--force", action="store_true", help="replace an existing setup code")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument(
+        "--release-key", type=Path, metavar="FILE",
+        help="the installation's firmware release key (made at FILE, 0600, the first time): "
+        "the device pins its public half",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         device_id = ids.parse_id(args.device_id) if args.device_id else None
@@ -342,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             make_label=not args.no_label,
             force=args.force,
             generate_key=not args.no_generate_key,
+            release_key=args.release_key,
         )
     except (ProvisionError, OSError) as err:
         print(f"homeseal-provision: {err}", file=sys.stderr)
@@ -355,6 +398,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote         {out['provisioning_file']}")
         if out["generated_device_key"]:
             print("              (generated the device key: identity.json)")
+        if "release_key" in out:
+            made = (
+                " (made now: keep it safe, it signs firmware)"
+                if out["generated_release_key"]
+                else ""
+            )
+            print(f"release key   {out['release_key']}{made}")
         for k in ("label_png", "label_svg"):
             if k in out:
                 print(f"label         {out[k]}")

@@ -20,18 +20,30 @@ if TYPE_CHECKING:
     else:
         from homeassistant.data_entry_flow import FlowResult as RepairsFlowResult
 
-# Two module moves between the releases. HA 2026.3 and later need Python ≥ 3.14.2
+# Module moves between the releases. HA 2026.3 and later need Python ≥ 3.14.2
 # and 2026.2 runs on 3.13, so the interpreter's version tells which layout is there
 # (to mypy as well as at run time).
 if sys.version_info >= (3, 14):
     # 2026.9: HA validates with probatio, and aliases `voluptuous` to it at start-up.
     import probatio as vol
     from homeassistant.components.binary_sensor.const import BinarySensorDeviceClass
-    from homeassistant.components.light.const import ATTR_BRIGHTNESS
+    from homeassistant.components.fan.const import FanEntityFeature
+    from homeassistant.components.light.const import (
+        ATTR_BRIGHTNESS,
+        ATTR_COLOR_TEMP_KELVIN,
+        ATTR_RGB_COLOR,
+        ATTR_RGBW_COLOR,
+    )
 else:
     import voluptuous as vol
     from homeassistant.components.binary_sensor import BinarySensorDeviceClass
-    from homeassistant.components.light import ATTR_BRIGHTNESS
+    from homeassistant.components.fan import FanEntityFeature
+    from homeassistant.components.light import (
+        ATTR_BRIGHTNESS,
+        ATTR_COLOR_TEMP_KELVIN,
+        ATTR_RGB_COLOR,
+        ATTR_RGBW_COLOR,
+    )
 
 # 2026.7 gave button event entities standard event types (ButtonEventType); on older
 # releases the same strings are plain event types.
@@ -44,8 +56,12 @@ except ImportError:
 
 __all__ = [
     "ATTR_BRIGHTNESS",
+    "ATTR_COLOR_TEMP_KELVIN",
+    "ATTR_RGBW_COLOR",
+    "ATTR_RGB_COLOR",
     "BUTTON_EVENT_TYPES",
     "BinarySensorDeviceClass",
+    "FanEntityFeature",
     "RepairsFlowResult",
     "async_get_device",
     "device_info",

@@ -107,6 +107,12 @@ class HomeSealEntity(Entity):
                 translation_placeholders=placeholders,
             ) from err
         except CommandRejected as err:
+            if err.error == "position_unknown":
+                raise HomeAssistantError(
+                    translation_domain=DOMAIN,
+                    translation_key="position_unknown",
+                    translation_placeholders=placeholders,
+                ) from err
             raise HomeAssistantError(
                 translation_domain=DOMAIN,
                 translation_key="command_rejected",

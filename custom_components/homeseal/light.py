@@ -1,4 +1,4 @@
-"""Dimmable lights of HomeSeal devices (PWM outputs)."""
+"""Lights of HomeSeal devices: PWM outputs, dimmable, RGB, RGBW or colour temperature."""
 
 from __future__ import annotations
 
@@ -9,12 +9,20 @@ from homeassistant.components.light.const import ColorMode
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .compat import ATTR_BRIGHTNESS
+from .compat import ATTR_BRIGHTNESS, ATTR_COLOR_TEMP_KELVIN, ATTR_RGB_COLOR, ATTR_RGBW_COLOR
 from .entity import HomeSealEntity, async_setup_kind
 from .runtime import HomeSealConfigEntry
-from .vendor.homeseal_protocol import LightState
+from .vendor.homeseal_protocol import DeviceLink, EntityInfo, LightState
 
 PARALLEL_UPDATES = 0
+
+# A device's color_mode (PROTOCOL §7) → HA's; one mode per light, declared explicitly.
+COLOR_MODES = {
+    "brightness": ColorMode.BRIGHTNESS,
+    "rgb": ColorMode.RGB,
+    "rgbw": ColorMode.RGBW,
+    "color_temp": ColorMode.COLOR_TEMP,
+}
 
 
 async def async_setup_entry(
@@ -25,27 +33,59 @@ async def async_setup_entry(
     async_setup_kind(hass, entry, async_add_entities, "light", HomeSealLight)
 
 
+def _channels(colour: Any) -> tuple[int, ...]:
+    """HA's colour as the device's channels (integers 0…255)."""
+    return tuple(max(0, min(255, round(c))) for c in colour)
+
+
 class HomeSealLight(HomeSealEntity, LightEntity):
-    _attr_color_mode = ColorMode.BRIGHTNESS
-    _attr_supported_color_modes = {ColorMode.BRIGHTNESS}  # noqa: RUF012  # HA's declared type
+    def __init__(self, entry: HomeSealConfigEntry, link: DeviceLink, info: EntityInfo) -> None:
+        super().__init__(entry, link, info)
+        self._attr_color_mode = COLOR_MODES[info.color_mode]
+        self._attr_supported_color_modes = {self._attr_color_mode}
+        if info.min_kelvin is not None and info.max_kelvin is not None:
+            self._attr_min_color_temp_kelvin = info.min_kelvin
+            self._attr_max_color_temp_kelvin = info.max_kelvin
+
+    @property
+    def _light(self) -> LightState | None:
+        value = self.state_value
+        return value if isinstance(value, LightState) else None
 
     @property
     def is_on(self) -> bool | None:
-        value = self.state_value
-        return value.on if isinstance(value, LightState) else None
+        return None if (light := self._light) is None else light.on
 
     @property
     def brightness(self) -> int | None:
-        value = self.state_value
-        return value.brightness if isinstance(value, LightState) else None
+        return None if (light := self._light) is None else light.brightness
+
+    @property
+    def rgb_color(self) -> tuple[int, int, int] | None:
+        return None if (light := self._light) is None else light.rgb
+
+    @property
+    def rgbw_color(self) -> tuple[int, int, int, int] | None:
+        return None if (light := self._light) is None else light.rgbw
+
+    @property
+    def color_temp_kelvin(self) -> int | None:
+        return None if (light := self._light) is None else light.kelvin
 
     async def async_turn_on(self, **kwargs: Any) -> None:
+        fields: dict[str, Any] = {}
         if ATTR_BRIGHTNESS in kwargs:
             # The device takes 1…255 with turn_on; 0 would mean off.
-            brightness = max(1, min(255, int(kwargs[ATTR_BRIGHTNESS])))
-            await self._async_command("turn_on", brightness=brightness)
-        else:
-            await self._async_command("turn_on")
+            fields["brightness"] = max(1, min(255, int(kwargs[ATTR_BRIGHTNESS])))
+        # HA converts a colour asked for in another form to the light's one mode.
+        if ATTR_RGB_COLOR in kwargs:
+            fields["rgb"] = _channels(kwargs[ATTR_RGB_COLOR])
+        elif ATTR_RGBW_COLOR in kwargs:
+            fields["rgbw"] = _channels(kwargs[ATTR_RGBW_COLOR])
+        elif ATTR_COLOR_TEMP_KELVIN in kwargs and self._info.min_kelvin is not None:
+            low, high = self._info.min_kelvin, self._info.max_kelvin or self._info.min_kelvin
+            fields["kelvin"] = max(low, min(high, int(kwargs[ATTR_COLOR_TEMP_KELVIN])))
+        await self._async_command("turn_on", **fields)
 
     async def async_turn_off(self, **kwargs: Any) -> None:
         await self._async_command("turn_off")

@@ -10,6 +10,8 @@ from homeseal.errors import ConfigError  # also config.ConfigError
 KINDS = (
     "switch",
     "light",
+    "fan",
+    "cover",
     "sensor",
     "binary_sensor",
     "button",
@@ -26,6 +28,7 @@ _TOP = (
     "pairing_button",
     "state_interval",
     "save_delay",
+    "watchdog_ms",
     "entities",
 )
 _COMMON = ("key", "kind", "name", "category", "disabled_by_default")
@@ -34,9 +37,41 @@ _CATEGORIES = ("config", "diagnostic")
 _SENSORS = ("sensor", "binary_sensor", "text_sensor", "event")
 _RESTORE = ("off", "on", "last")
 _EVENT_TYPES = ("single", "double", "long")
+_COLOR_MODES = ("brightness", "rgb", "rgbw", "color_temp")
+# A colour light's pins: how many, and how the error names the light.
+_LIGHT_PINS = {"rgb": (3, "an rgb"), "rgbw": (4, "an rgbw"), "color_temp": (2, "a color_temp")}
+_SENSOR_SOURCES = ("adc", "internal_temp", "uptime", "free_heap", "reconnects", "wifi_signal")
+# The health sources' defaults, where the config names none: device_class, unit,
+# state_class, disabled_by_default (and category diagnostic for all of them).
+_HEALTH = {
+    "uptime": ("duration", "s", "total_increasing", True),
+    "free_heap": ("data_size", "B", "measurement", True),
+    "reconnects": (None, None, "total_increasing", False),
+    "wifi_signal": ("signal_strength", "dBm", "measurement", True),
+}
 _EXTRA = {
     "switch": ("pin", "inverted", "restore"),
-    "light": ("pin", "inverted", "freq", "restore"),
+    "light": (
+        "color_mode",
+        "pin",
+        "pins",
+        "min_kelvin",
+        "max_kelvin",
+        "inverted",
+        "freq",
+        "restore",
+    ),
+    "fan": ("pin", "direction_pin", "inverted", "freq", "restore"),
+    "cover": (
+        "open_pin",
+        "close_pin",
+        "open_time",
+        "close_time",
+        "interlock_ms",
+        "inverted",
+        "device_class",
+        "restore",
+    ),
     "sensor": (
         "source",
         "pin",
@@ -125,9 +160,7 @@ def _bool(d, k, field, default=False):
     return v
 
 
-def _pin(d, field):
-    v = d.get("pin")
-    f = field + ".pin"
+def _gpio(v, f):
     if v is None:
         raise ConfigError(f, "is required")
     if type(v) is int:
@@ -136,6 +169,17 @@ def _pin(d, field):
     elif type(v) is not str or not 1 <= len(v) <= 16:
         raise ConfigError(f, "must be a GPIO number from 0 to 255 or a pin name")
     return v
+
+
+def _pin(d, field, k="pin"):
+    return _gpio(d.get(k), field + "." + k)
+
+
+def _claim(p, f, seen_pins):
+    """Take pin p for the field f: one use per pin in the whole config."""
+    if p in seen_pins:
+        raise ConfigError(f, "pin %s is already used" % p)
+    seen_pins.append(p)
 
 
 def _choice(d, k, field, choices, default):
@@ -206,11 +250,87 @@ def _select(e, f, out, seen_pins):
         if type(pins) is not list or len(pins) != len(out["options"]):
             raise ConfigError(f + ".pins", "must list one pin per option")
         for i, p in enumerate(pins):
-            _pin({"pin": p}, "%s.pins[%d]" % (f, i))
-            if p in seen_pins:
-                raise ConfigError("%s.pins[%d]" % (f, i), "pin %s is already used" % p)
-            seen_pins.append(p)
+            _claim(_gpio(p, "%s.pins[%d]" % (f, i)), "%s.pins[%d]" % (f, i), seen_pins)
         out["pins"] = pins
+
+
+def _light(e, f, out, seen_pins):
+    mode = out["color_mode"] = _choice(e, "color_mode", f, _COLOR_MODES, "brightness")
+    out["inverted"] = _bool(e, "inverted", f)
+    out["freq"] = _int(e, "freq", f, 1000, 1, 40000000)
+    out["pins"] = out["min_kelvin"] = out["max_kelvin"] = None
+    if mode == "brightness":
+        for k in ("pins", "min_kelvin", "max_kelvin"):
+            if k in e:
+                raise ConfigError(f + "." + k, "only with color_mode rgb, rgbw or color_temp")
+        out["pin"] = _pin(e, f)
+        return
+    out["pin"] = None
+    n, light = _LIGHT_PINS[mode]
+    if "pin" in e:
+        raise ConfigError(f + ".pin", "%s light has pins, not pin" % light)
+    pins = e.get("pins")
+    if type(pins) is not list or len(pins) != n:
+        what = ": [warm, cold]" if mode == "color_temp" else " (r, g, b[, w])"
+        raise ConfigError(f + ".pins", "%s light needs %d pins%s" % (light, n, what))
+    for i, p in enumerate(pins):
+        _claim(_gpio(p, "%s.pins[%d]" % (f, i)), "%s.pins[%d]" % (f, i), seen_pins)
+    out["pins"] = pins
+    if mode != "color_temp":
+        for k in ("min_kelvin", "max_kelvin"):
+            if k in e:
+                raise ConfigError(f + "." + k, "only with color_mode color_temp")
+        return
+    out["min_kelvin"] = _int(e, "min_kelvin", f, None, 1000, 20000)
+    out["max_kelvin"] = _int(e, "max_kelvin", f, None, 1000, 20000)
+    if out["max_kelvin"] <= out["min_kelvin"]:
+        raise ConfigError(f + ".max_kelvin", "must be greater than min_kelvin")
+
+
+def _travel(e, k, f):
+    if k not in e:
+        raise ConfigError(f + "." + k, "is required")
+    v = _num(e, k, f, None)
+    if not 0 < v <= 600:
+        raise ConfigError(f + "." + k, "must be more than 0 and at most 600 seconds")
+    return v
+
+
+def _cover(e, f, out):
+    out["pin"] = None
+    out["open_pin"] = _pin(e, f, "open_pin")
+    out["close_pin"] = _pin(e, f, "close_pin")
+    out["open_time"] = _travel(e, "open_time", f)
+    out["close_time"] = _travel(e, "close_time", f)
+    out["interlock_ms"] = _int(e, "interlock_ms", f, 250, 0, 10000)
+    out["inverted"] = _bool(e, "inverted", f)
+    out["device_class"] = _opt_str(e, "device_class", f)
+
+
+def _sensor(e, f, out, health):
+    src = out["source"] = e.get("source", "adc")
+    if src not in _SENSOR_SOURCES:
+        raise ConfigError(f + ".source", "must be " + ", ".join(_SENSOR_SOURCES))
+    out["interval"] = _int(e, "interval", f, 10, 1, 3600)
+    if health is None:
+        out["pin"] = _pin(e, f) if src == "adc" else None
+        out["scale"] = _num(e, "scale", f, 1)
+        out["offset"] = _num(e, "offset", f, 0)
+        out["precision"] = _int(e, "precision", f, 1, 0, 6)
+    else:
+        # An integer as it is read: no pin, no scale, offset or precision.
+        if "pin" in e:
+            raise ConfigError(f + ".pin", "only with source adc")
+        for k in ("scale", "offset", "precision"):
+            if k in e:
+                raise ConfigError(f + "." + k, "only with source adc or internal_temp")
+        out["pin"] = out["scale"] = None
+        out["offset"] = 0
+        out["precision"] = 0
+    for i, k in enumerate(("device_class", "unit", "state_class")):
+        out[k] = _opt_str(e, k, f)
+        if out[k] is None and health is not None:
+            out[k] = health[i]
 
 
 def _event(e, f, out):
@@ -330,46 +450,49 @@ def _entity(e, i, seen_keys, seen_pins):
         raise ConfigError(f + ".key", "duplicate key " + key)
     seen_keys.append(key)
     out = {"key": key, "kind": kind, "name": _str(e, "name", f)}
-    cat = e.get("category")
+    src = e.get("source")
+    health = _HEALTH.get(src) if kind == "sensor" and type(src) is str else None
+    # The device's own health is diagnostic unless the config says otherwise
+    # (null: a primary entity), and the busy figures start disabled.
+    diag = health is not None or (kind == "text_sensor" and src == "restart_reason")
+    cat = e.get("category", "diagnostic" if diag else None)
     allowed = ("diagnostic",) if kind in _SENSORS else _CATEGORIES
     if cat is not None and cat not in allowed:
         a = " for an " if kind[0] in "aeiou" else " for a "
         raise ConfigError(f + ".category", "must be " + " or ".join(allowed) + a + kind)
     out["category"] = cat
-    out["disabled_by_default"] = _bool(e, "disabled_by_default", f)
-    if kind in ("switch", "light", "number", "select"):
+    out["disabled_by_default"] = _bool(
+        e, "disabled_by_default", f, health is not None and health[3]
+    )
+    if kind in ("switch", "light", "fan", "number", "select", "cover"):
         # What the output does after a reboot: off (the default), on, or its
         # last state (entities.py saves it a few seconds after a change); for a
-        # number or a select off means its initial value, and on is not one.
-        choices = _RESTORE if kind in ("switch", "light") else ("off", "last")
-        out["restore"] = _choice(e, "restore", f, choices, "off")
+        # number or a select off means its initial value, and on is not one; a
+        # cover's last is its position (the default), off an unknown one.
+        choices = _RESTORE if kind in ("switch", "light", "fan") else ("off", "last")
+        out["restore"] = _choice(e, "restore", f, choices, "last" if kind == "cover" else "off")
     if kind == "number":
         _number(e, f, out)
     elif kind == "select":
         _select(e, f, out, seen_pins)
         out["pin"] = None
+    elif kind == "light":
+        _light(e, f, out, seen_pins)
+    elif kind == "cover":
+        _cover(e, f, out)
     elif kind == "text_sensor":
         out["source"] = _choice(e, "source", f, ("ip", "restart_reason"), "ip")
         out["interval"] = _int(e, "interval", f, 10, 1, 3600)
         out["pin"] = None
     elif kind == "sensor":
-        src = e.get("source", "adc")
-        if src not in ("adc", "internal_temp"):
-            raise ConfigError(f + ".source", "must be adc or internal_temp")
-        out["source"] = src
-        out["pin"] = _pin(e, f) if src == "adc" else None
-        out["scale"] = _num(e, "scale", f, 1)
-        out["offset"] = _num(e, "offset", f, 0)
-        out["precision"] = _int(e, "precision", f, 1, 0, 6)
-        out["interval"] = _int(e, "interval", f, 10, 1, 3600)
-        for k in ("device_class", "unit", "state_class"):
-            out[k] = _opt_str(e, k, f)
+        _sensor(e, f, out, health)
     else:
         out["pin"] = _pin(e, f)
         out["inverted"] = _bool(e, "inverted", f)
         if kind == "event":
             _event(e, f, out)
-        elif kind == "light":
+        elif kind == "fan":
+            out["direction_pin"] = _pin(e, f, "direction_pin") if "direction_pin" in e else None
             out["freq"] = _int(e, "freq", f, 1000, 1, 40000000)
         elif kind == "binary_sensor":
             out["debounce_ms"] = _int(e, "debounce_ms", f, 50, 0, 10000)
@@ -377,9 +500,10 @@ def _entity(e, i, seen_keys, seen_pins):
         elif kind == "button":
             out["pulse_ms"] = _int(e, "pulse_ms", f, 200, 1, 10000)
     if out["pin"] is not None:
-        if out["pin"] in seen_pins:
-            raise ConfigError(f + ".pin", "pin %s is already used" % out["pin"])
-        seen_pins.append(out["pin"])
+        _claim(out["pin"], f + ".pin", seen_pins)
+    for k in ("direction_pin", "open_pin", "close_pin"):
+        if out.get(k) is not None:
+            _claim(out[k], f + "." + k, seen_pins)
     return out
 
 
@@ -394,6 +518,9 @@ def validate(d):
         # Seconds an output's new state waits before it is written (restore: last):
         # a burst of changes costs one flash write, a cut within it loses that change.
         "save_delay": _int(d, "save_delay", "", 10, 1, 3600),
+        # The watchdog restarts a device whose main loop stalls this long; 8388 ms is
+        # the longest a Pico W's (RP2040) watchdog takes.
+        "watchdog_ms": _int(d, "watchdog_ms", "", 8000, 1000, 8388),
         "wifi": None,
         "pairing_button": None,
     }

@@ -120,6 +120,11 @@ class Device:
     # ------------------------------------------------------------ run
 
     async def run(self, control=None):
+        # First the watchdog, so that nothing after it can hang the device for good;
+        # any task's unexpected exception restarts the device (logged) instead of
+        # leaving it half-running.
+        asyncio.get_event_loop().set_exception_handler(self._on_crash)
+        asyncio.create_task(self._feed(self.hw.Watchdog(self.cfg["watchdog_ms"])))
         if control is not None:
             await self.hw.start_control(control[0], control[1])
             self.log("control socket %s:%d" % control)
@@ -130,6 +135,19 @@ class Device:
         )
         asyncio.create_task(self._periodic())
         await self.relay.run()
+
+    async def _feed(self, watchdog):
+        # Fed from the event loop: a loop that stops running stops feeding it.
+        period = self.cfg["watchdog_ms"] // 4
+        while True:
+            watchdog.feed()
+            await asyncio.sleep_ms(period)
+
+    def _on_crash(self, loop, context):
+        e = context.get("exception")
+        if e is not None:
+            sys.print_exception(e)
+        self.hw.restart("unexpected error: %s" % (context.get("message") or repr(e)))
 
     async def _periodic(self):
         interval = self.cfg["state_interval"] * 1000
@@ -268,7 +286,7 @@ class Device:
             return
         key = msg["key"]
         before = self.ents.value(key)
-        err = self.ents.command(key, msg["action"], messages.arg(msg))
+        err = self.ents.command(key, msg["action"], msg)  # the arguments, by name
         self._results.put(cid, err)
         await self._send_app(messages.result(cid, err))
         if err is None:
@@ -293,6 +311,8 @@ class Device:
             await self._send_app(messages.event(key, etype))
 
     async def _on_change(self, keys):
+        if self._outputs_changed is None and self.ents.restores(keys):
+            self._outputs_changed = time.ticks_ms()  # a cover stopped: its position is saved
         if not self.responder.is_open:
             return
         vals = {}

@@ -7,6 +7,7 @@ import time
 
 from micropython import const
 
+from homeseal import health
 from homeseal.errors import ConfigError
 
 _POLL_MS = const(20)  # how often inputs are sampled (debounce resolution)
@@ -16,6 +17,20 @@ UNKNOWN_ENTITY = "unknown_entity"
 UNSUPPORTED_ACTION = "unsupported_action"
 BAD_VALUE = "bad_value"
 HARDWARE_ERROR = "hardware_error"
+POSITION_UNKNOWN = "position_unknown"  # (a cover's: actuators.py)
+
+# The arguments a turn_on may carry (PROTOCOL.md §7); messages.parse lets every
+# other argument through only with its own action (value with set, ...).
+_ON_ARGS = ("brightness", "rgb", "rgbw", "kelvin", "percentage")
+_NO_ARGS = ()
+
+
+def other_arg(args, takes):
+    """True when a command carries a turn_on argument not in `takes`."""
+    for k in _ON_ARGS:  # noqa: SIM110  (any() over a generator allocates, a loop does not)
+        if k in args and k not in takes:
+            return True
+    return False
 
 
 class Entity:
@@ -35,11 +50,21 @@ class Entity:
             d["disabled_by_default"] = True
         return d
 
+    # The restore setting of an output (off, on, last); None for the others.
+    restore = None
+
     def state(self):
         return None
 
-    def command(self, action, arg):
-        """arg: the command's one argument (brightness, value, option) or None."""
+    def keep(self):
+        """The value saved for `restore: last` (the state, unless a kind says otherwise)."""
+        return self.state()
+
+    def command(self, action, args):
+        """args: the parsed command (messages.parse), whose arguments the entity
+        takes by name: args.get("brightness"), args.get("value"), ... A command
+        carries only the arguments of its action, so a kind checks the ones its
+        actions may come with. None on success, else a result error."""
         return UNSUPPORTED_ACTION
 
     def poll(self, now):
@@ -65,14 +90,14 @@ class Switch(Entity):
     def state(self):
         return self._on
 
-    def command(self, action, arg):
+    def command(self, action, args):
         if action == "turn_on":
             on = True
         elif action == "turn_off":
             on = False
         else:
             return UNSUPPORTED_ACTION
-        if arg is not None:
+        if other_arg(args, _NO_ARGS):
             return BAD_VALUE
         self._out.set(on)
         self._on = on
@@ -80,7 +105,11 @@ class Switch(Entity):
 
 
 class Light(Entity):
+    """A dimmable PWM light (color_mode brightness); actuators.ColourLight adds
+    the colour channels through the hooks below."""
+
     kind = "light"
+    _takes = ("brightness",)  # the turn_on arguments it takes
 
     def __init__(self, cfg, hw, saved=None):
         super().__init__(cfg)
@@ -92,28 +121,41 @@ class Light(Entity):
             if type(level) is int and 1 <= level <= 255:
                 self._level = level
                 self._on = saved.get("on") is True
-        self._pwm = hw.Pwm(cfg["pin"], cfg["freq"], cfg["inverted"])
-        self._pwm.set(self._level if self._on else 0)
+                self._restore_colour(saved)
+        pins = cfg["pins"] or (cfg["pin"],)
+        self._pwms = [hw.Pwm(p, cfg["freq"], cfg["inverted"]) for p in pins]
+        self._apply()
+
+    def _restore_colour(self, saved):
+        pass
+
+    def _take_colour(self, args):
+        """Check and take the command's colour; False to refuse it."""
+        return True
+
+    def _apply(self):
+        self._pwms[0].set(self._level if self._on else 0)
 
     def state(self):
         return {"on": self._on, "brightness": self._level}
 
-    def command(self, action, brightness):
-        # The parser lets only brightness come with turn_on.
+    def command(self, action, args):
         if action == "turn_on":
-            if brightness is not None:
-                if not 1 <= brightness <= 255:
-                    return BAD_VALUE
-                self._level = brightness
-            self._pwm.set(self._level)
+            if other_arg(args, self._takes):
+                return BAD_VALUE  # a colour this light's mode does not take, a percentage
+            b = args.get("brightness")
+            if b is not None and not 1 <= b <= 255:
+                return BAD_VALUE
+            if not self._take_colour(args):
+                return BAD_VALUE
+            if b is not None:
+                self._level = b
             self._on = True
         elif action == "turn_off":
-            if brightness is not None:
-                return BAD_VALUE
-            self._pwm.set(0)
             self._on = False
         else:
             return UNSUPPORTED_ACTION
+        self._apply()
         return OK
 
 
@@ -126,8 +168,16 @@ class Sensor(Entity):
         for k in ("device_class", "unit", "state_class"):
             if cfg[k] is not None:
                 self._extra[k] = cfg[k]
-        self._src = hw.Adc(cfg["pin"]) if cfg["source"] == "adc" else hw.InternalTemp()
-        self._scale = cfg["scale"]
+        src = cfg["source"]
+        if src == "adc":
+            self._src = hw.Adc(cfg["pin"]).read
+        elif src == "internal_temp":
+            self._src = hw.InternalTemp().read
+        elif src == "wifi_signal":
+            self._src = hw.wifi_signal
+        else:
+            self._src = getattr(health, src)  # uptime, free_heap, reconnects
+        self._scale = cfg["scale"]  # None for a health source: its integer as it is
         self._offset = cfg["offset"]
         self._precision = cfg["precision"]
         self._interval = cfg["interval"] * 1000
@@ -145,9 +195,11 @@ class Sensor(Entity):
 
     def _read(self):
         try:
-            v = round(self._src.read() * self._scale + self._offset, self._precision)
-            if self._precision == 0:
-                v = int(v)
+            v = self._src()
+            if self._scale is not None:
+                v = round(v * self._scale + self._offset, self._precision)
+                if self._precision == 0:
+                    v = int(v)
         except Exception:
             v = None  # a failing sensor reports "unknown", it does not stop the device
         changed = v != self._value
@@ -216,11 +268,9 @@ class Button(Entity):
         self._pulse = cfg["pulse_ms"]
         self._busy = False
 
-    def command(self, action, arg):
+    def command(self, action, args):
         if action != "press":
-            return UNSUPPORTED_ACTION
-        if arg is not None:
-            return BAD_VALUE
+            return UNSUPPORTED_ACTION  # (press carries no argument: messages.parse)
         if not self._busy:
             self._out.set(True)
             self._busy = True
@@ -293,9 +343,10 @@ class Number(Entity):
         else:
             self._pwm.duty(round(f * 65535))
 
-    def command(self, action, value):
+    def command(self, action, args):
         if action != "set":
             return UNSUPPORTED_ACTION
+        value = args.get("value")
         if value is None or not self._min <= value <= self._max:
             return BAD_VALUE
         self._set(self._snap(value))
@@ -335,9 +386,10 @@ class Select(Entity):
             self._outs[i].set(True)
         self._option = opt
 
-    def command(self, action, option):
+    def command(self, action, args):
         if action != "select":
             return UNSUPPORTED_ACTION
+        option = args.get("option")
         if option not in self._options:
             return BAD_VALUE
         self._select(option)
@@ -451,7 +503,18 @@ _CLASSES = {
     "event": Event,
 }
 # The kinds whose state can come back after a reboot (restore: last).
-_OUTPUTS = ("switch", "light", "number", "select")
+_OUTPUTS = ("switch", "light", "fan", "cover", "number", "select")
+
+
+def _class(c):
+    """The class of an entity's config. A colour light, a fan or a cover is in
+    actuators.py, which only a config that has one loads (it costs RAM)."""
+    kind = c["kind"]
+    if kind == "fan" or kind == "cover" or (kind == "light" and c["color_mode"] != "brightness"):
+        from homeseal import actuators
+
+        return actuators.CLASSES[kind]
+    return _CLASSES[kind]
 
 
 class PairingButton:
@@ -493,14 +556,18 @@ class Entities:
         for i, c in enumerate(cfgs):
             try:
                 if c["kind"] in _OUTPUTS:
-                    self.all.append(_CLASSES[c["kind"]](c, hw, saved.get(c["key"])))
+                    self.all.append(_class(c)(c, hw, saved.get(c["key"])))
                 else:
-                    self.all.append(_CLASSES[c["kind"]](c, hw))
+                    self.all.append(_class(c)(c, hw))
             except Exception as e:
                 # e.g. a pin this board does not have: name the field, stop cleanly.
+                if c.get("pin") is not None:
+                    field, what = ".pin", "pin %s" % c["pin"]
+                else:  # a colour light's pins, a cover's outputs
+                    field, what = "", "pins"
                 raise ConfigError(
-                    "entities[%d].pin" % i,
-                    "cannot set up %s pin %s: %s" % (c["kind"], c.get("pin"), e),
+                    "entities[%d]%s" % (i, field),
+                    "cannot set up %s %s: %s" % (c["kind"], what, e),
                 )
         self._by_key = {}
         for e in self.all:
@@ -514,9 +581,18 @@ class Entities:
         (restore: last), or None when there are none."""
         s = {}
         for e in self.all:
-            if getattr(e, "restore", None) == "last":
-                s[e.key] = e.state()
+            if e.restore == "last":
+                s[e.key] = e.keep()
         return s or None
+
+    def restores(self, keys):
+        """True when one of `keys` is a restore: last output (a cover that stopped
+        by itself: its position is saved like a command's change)."""
+        for k in keys:
+            e = self._by_key.get(k)
+            if e is not None and e.restore == "last":
+                return True
+        return False
 
     def full_state(self):
         s = {}
@@ -528,13 +604,14 @@ class Entities:
         e = self._by_key.get(key)
         return None if e is None else e.state()
 
-    def command(self, key, action, brightness):
-        """None on success, else a PROTOCOL.md §7 result error."""
+    def command(self, key, action, args):
+        """None on success, else a PROTOCOL.md §7 result error. args: the parsed
+        command, or any dict of its arguments by name."""
         e = self._by_key.get(key)
         if e is None:
             return UNKNOWN_ENTITY
         try:
-            return e.command(action, brightness)
+            return e.command(action, args)
         except Exception:
             return HARDWARE_ERROR
 

@@ -83,6 +83,20 @@ def ip_address():
     return wlan.ifconfig()[0] if wlan.isconnected() else None
 
 
+def wifi_signal():
+    """The station link's signal in dBm, or None without a link (or on a board
+    whose network driver does not report it)."""
+    try:
+        import network
+
+        wlan = network.WLAN(network.STA_IF)
+        if not wlan.isconnected():
+            return None
+        return wlan.status("rssi")
+    except (ImportError, AttributeError, ValueError, TypeError, OSError):
+        return None
+
+
 _CAUSES = (
     ("PWRON_RESET", "power_on"),
     ("HARD_RESET", "hard_reset"),
@@ -102,6 +116,24 @@ def restart_reason():
         if getattr(machine, name, None) == c:
             return reason
     return "unknown"
+
+
+class Watchdog:
+    """The board's hardware watchdog: it resets the board unless fed within
+    `timeout_ms`. Once started it cannot be stopped."""
+
+    def __init__(self, timeout_ms):
+        self._wdt = machine.WDT(timeout=timeout_ms)
+
+    def feed(self):
+        self._wdt.feed()
+
+
+def restart(reason):
+    """Restart the board now (after an unexpected error: `reason` is for the log)."""
+    print("homeseal: restarting (%s)" % reason)
+    time.sleep_ms(100)  # let the line reach the console
+    machine.reset()
 
 
 def power_on_boot():

@@ -3,17 +3,21 @@
 # JSON-lines control socket on 127.0.0.1 (see firmware/README.md):
 #   {"op": "get"}                          -> {"ok": true, "pins": {...}, "pulses": {...}}
 #   {"op": "set", "pin": "4", "value": 0}  -> {"ok": true}   (inputs, ADCs, "internal_temp",
-#                                                             "ip": a string of <= 64 characters)
+#                                                             "ip": a string of <= 64 characters,
+#                                                             "rssi": dBm -127..0, or null)
 #   {"op": "mem"}                          -> {"ok": true, "alloc": .., "free": .., "peak": ..}
 #       (after a gc.collect(); "peak" only with main.py --mem-stats)
+#   {"op": "hang", "ms": 5000}             -> blocks the event loop that long (the watchdog's case)
+#   {"op": "crash"}                        -> a task raises an unexpected exception
 # "pulses" counts each output's switch-ons, so a short button pulse is never
 # missed by a reader that polls.
 import asyncio
 import json
+import time
 
 PINS = {}
 PULSES = {}
-_SETTABLE = {}  # pin name -> "input" | "adc" | "temp"
+_SETTABLE = {}  # pin name -> "input" | "adc" | "temp" | "text" | "rssi"
 _MAX_LINE = 256
 
 
@@ -86,8 +90,65 @@ def ip_address():
     return PINS["ip"]
 
 
+def wifi_signal():
+    # The simulated Wi-Fi signal in dBm: settable, null for no link.
+    PINS.setdefault("rssi", -60)
+    _SETTABLE["rssi"] = "rssi"
+    return PINS["rssi"]
+
+
+# What the simulated device's supervisor (scripts/simdevice) reads from a reset:
+# the process's exit status, which stands for the board's reset cause.
+EXIT_WATCHDOG = 3
+EXIT_RESTART = 4
+
+
 def restart_reason():
-    return "power_on"
+    # The supervisor says why it started this process again; a first start is a
+    # power-on.
+    import os
+
+    return os.getenv("HOMESEAL_RESTART_REASON") or "power_on"
+
+
+def _exit(status):
+    # The whole process at once, from any thread, as a reset would (sys.exit only
+    # ends the thread it is raised in).
+    import ffi
+
+    ffi.open(None).func("v", "_exit", "i")(status)
+
+
+class Watchdog:
+    """The board's watchdog, simulated: a thread that ends the process with
+    EXIT_WATCHDOG unless fed within `timeout_ms`. Like the board's, it sees a
+    main loop that hangs (a call that never returns, a busy loop), not only one
+    that crashed."""
+
+    def __init__(self, timeout_ms):
+        import _thread
+
+        self._timeout = timeout_ms
+        self._fed = time.ticks_ms()
+        _thread.start_new_thread(self._watch, ())
+
+    def feed(self):
+        self._fed = time.ticks_ms()
+
+    def _watch(self):
+        while True:
+            time.sleep_ms(100)
+            starved = time.ticks_diff(time.ticks_ms(), self._fed)
+            if starved > self._timeout:
+                print("homeseal: watchdog: not fed for %d ms: reset" % starved)
+                _exit(EXIT_WATCHDOG)
+
+
+def restart(reason):
+    """Restart now (after an unexpected error): the supervisor starts the firmware
+    again."""
+    print("homeseal: restarting (%s)" % reason)
+    _exit(EXIT_RESTART)
 
 
 def power_on_boot():
@@ -118,7 +179,20 @@ def _handle(req):
             return {"ok": False, "error": "a temperature is a number"}
         if kind == "text" and (type(v) is not str or len(v) > 64):
             return {"ok": False, "error": "a text is a string of at most 64 characters"}
+        if kind == "rssi" and v is not None and (type(v) is not int or not -127 <= v <= 0):
+            return {"ok": False, "error": "a signal is an integer from -127 to 0 dBm, or null"}
         PINS[n] = v
+        return {"ok": True}
+    if op == "hang":
+        # A main loop that stops: blocks the event loop (the watchdog's case).
+        ms = req.get("ms")
+        if type(ms) is not int or not 0 < ms <= 60000:
+            return {"ok": False, "error": "ms is 1..60000"}
+        time.sleep_ms(ms)
+        return {"ok": True}
+    if op == "crash":
+        # An unexpected exception in a task of the device's event loop.
+        asyncio.create_task(_crash())
         return {"ok": True}
     if op == "mem":
         import gc
@@ -128,6 +202,10 @@ def _handle(req):
         gc.collect()
         return {"ok": True, "alloc": gc.mem_alloc(), "free": gc.mem_free(), "peak": memstat.peak}
     return {"ok": False, "error": "unknown op"}
+
+
+async def _crash():
+    raise RuntimeError("simulated crash (control socket)")
 
 
 async def _client(reader, writer):

@@ -11,7 +11,21 @@ MAX_ID = const(0x7FFFFFFF)
 
 # Allowed keys per controller message type (required ones are checked below).
 _KEYS = {
-    "command": ("t", "id", "key", "action", "brightness", "value", "option"),
+    "command": (
+        "t",
+        "id",
+        "key",
+        "action",
+        "brightness",
+        "rgb",
+        "rgbw",
+        "kelvin",
+        "percentage",
+        "value",
+        "option",
+        "position",
+        "direction",
+    ),
     "ping": ("t", "id"),
     "pong": ("t", "id"),
     "unpair": ("t", "id"),
@@ -78,6 +92,16 @@ def _check_strict_json(pt):
         prev2, prev = prev, c
 
 
+def _channels(v, n):
+    """A colour: a list of n integers 0..255."""
+    if type(v) is not list or len(v) != n:
+        return False
+    for c in v:  # noqa: SIM110  (any() over a generator allocates, a loop does not)
+        if type(c) is not int or not 0 <= c <= 255:
+            return False
+    return True
+
+
 def parse(pt):
     """Decode a controller message; returns the dict with its fields checked."""
     if len(pt) > MAX_MESSAGE:
@@ -104,35 +128,58 @@ def parse(pt):
             raise MessageError("key/action")
         if not 1 <= len(key) <= 32 or len(action) > 64:
             raise MessageError("key/action")
-        # At most one argument, with its action; arg() hands it on.
-        n = 0
-        if "brightness" in obj:
+        # Each argument only with its action (§7); at most one, except that
+        # turn_on may carry brightness and one colour (rgb, rgbw or kelvin).
+        # The entity takes its arguments from the parsed object by name.
+        bright = "brightness" in obj
+        if bright:
             b = obj["brightness"]
             if action != "turn_on" or type(b) is not int or not 0 <= b <= 255:
                 raise MessageError("brightness")
-            n += 1
+        colours = 0
+        if "rgb" in obj:
+            if action != "turn_on" or not _channels(obj["rgb"], 3):
+                raise MessageError("rgb")
+            colours += 1
+        if "rgbw" in obj:
+            if action != "turn_on" or not _channels(obj["rgbw"], 4):
+                raise MessageError("rgbw")
+            colours += 1
+        if "kelvin" in obj:
+            k = obj["kelvin"]
+            if action != "turn_on" or type(k) is not int or not 1000 <= k <= 20000:
+                raise MessageError("kelvin")
+            colours += 1
+        others = 0
+        if "percentage" in obj:
+            p = obj["percentage"]
+            if action != "turn_on" or type(p) is not int or not 0 <= p <= 100:
+                raise MessageError("percentage")
+            others += 1
         if "value" in obj:
             v = obj["value"]
             # v - v != 0: infinite or NaN (inf - inf and NaN - NaN are NaN).
             if action != "set" or type(v) not in (int, float) or v - v != 0:
                 raise MessageError("value")
-            n += 1
+            others += 1
         if "option" in obj:
             o = obj["option"]
             if action != "select" or type(o) is not str or not 1 <= len(o) <= 32:
                 raise MessageError("option")
-            n += 1
-        if n > 1:
+            others += 1
+        if "position" in obj:
+            p = obj["position"]
+            if action != "set_position" or type(p) is not int or not 0 <= p <= 100:
+                raise MessageError("position")
+            others += 1
+        if "direction" in obj:
+            d = obj["direction"]
+            if action != "set_direction" or (d != "forward" and d != "reverse"):
+                raise MessageError("direction")
+            others += 1
+        if colours + others > 1 or (bright and others):
             raise MessageError("more than one argument")
     return obj
-
-
-def arg(obj):
-    """A parsed command's one argument (brightness, value or option), or None."""
-    for k in ("brightness", "value", "option"):
-        if k in obj:
-            return obj[k]
-    return None
 
 
 def _dump(obj):

@@ -11,7 +11,7 @@ import time
 
 from micropython import const
 
-from homeseal import ct, envelope, kdf, ws, x25519
+from homeseal import ct, envelope, health, kdf, ws, x25519
 
 SUBPROTOCOL = "homeseal.v1"
 AUTH_LABEL = b"HomeSeal v1 relay auth"
@@ -37,12 +37,16 @@ class AuthError(Exception):
     pass
 
 
-def backoff_ms(attempt, answered=False):
-    """A delay drawn uniformly from [0, min(cap, 1 s * 2^attempt)] (§2.1): cap
-    60 s, or 5 s when the relay answered before the link failed."""
+def backoff_limit_ms(attempt, answered=False):
+    """The longest delay after failed attempt `attempt` (0 the first): min(cap,
+    1 s * 2^attempt), cap 60 s, or 5 s when the relay answered (§2.1)."""
     cap = _ANSWERED_CAP_MS if answered else _BACKOFF_CAP_MS
-    cap = cap if attempt >= 6 else min(cap, 1000 << attempt)
-    return int.from_bytes(os.urandom(4), "big") % (cap + 1)
+    return cap if attempt >= 6 else min(cap, 1000 << attempt)
+
+
+def backoff_ms(attempt, answered=False):
+    """A delay drawn uniformly from [0, backoff_limit_ms(attempt, answered)] (§2.1)."""
+    return int.from_bytes(os.urandom(4), "big") % (backoff_limit_ms(attempt, answered) + 1)
 
 
 def auth_response(priv, pub, challenge, pinned=None):
@@ -194,8 +198,9 @@ class Relay:
             # Always the capped backoff, after 4001 too: one flipped bit on a ws://
             # link must not take the device offline for long (§2.1).
             delay = backoff_ms(attempt, self._answered)
+            limit = backoff_limit_ms(attempt, self._answered)
             attempt = min(attempt + 1, 16)
-            self._log("relay reconnect in %d ms (close %d)" % (delay, code))
+            self._log("relay reconnect in %d ms (close %d, at most %d ms)" % (delay, code, limit))
             await asyncio.sleep_ms(delay)
 
     async def _connect_once(self):
@@ -204,9 +209,14 @@ class Relay:
         code = ws.CLOSE_ABNORMAL
         self._answered = False
         self.connect_started = t0 = time.ticks_ms()
-        try:
-            if c["tls"] and self._ssl is None:
+        if c["tls"] and self._ssl is None:
+            try:
                 self._ssl = _ssl_context(c["ca"])
+            except (OSError, ValueError) as e:
+                # A CA file that is there (config.py checked) but holds no usable certificate.
+                self._log("relay connect failed: relay.ca %s: %s" % (c["ca"], e))
+                return code
+        try:
             gc.collect()
             self.ws = await ws.connect(
                 c["host"], c["port"], c["path"], SUBPROTOCOL, self._bufs, self._ssl
@@ -220,6 +230,7 @@ class Relay:
             claimed = await asyncio.wait_for_ms(self._authenticate(w), _AUTH_TIMEOUT_MS)
             self.connected = True
             self.connects += 1
+            health.connects += 1  # the reconnects sensor's count (every Relay of the boot)
             self._log(
                 "relay connected claimed=%d (%d ms)"
                 % (claimed, time.ticks_diff(time.ticks_ms(), t0))

@@ -109,9 +109,10 @@ class Buffers:
 
 
 class WebSocket:
-    def __init__(self, reader, writer, bufs):
+    def __init__(self, reader, writer, bufs, tcp=None):
         self._r = reader
         self._w = writer
+        self._tcp = tcp  # the TCP socket under a TLS one (see _shutdown)
         self._msg = bufs.msg
         self._mmv = memoryview(self._msg)
         self._ra = bufs.ra
@@ -347,26 +348,62 @@ class WebSocket:
                 self._w.s.close()
             except Exception:
                 pass
+            if self._tcp is not None:
+                # A TLS socket that failed (its handshake; with mbedTLS 2 any TLS
+                # error) lets go of the TCP socket without closing it: one file
+                # descriptor lost per failed attempt (measured). Closing it again
+                # right after the TLS socket closed it is harmless: nothing runs in
+                # between that could take the descriptor.
+                try:
+                    self._tcp.close()
+                except Exception:
+                    pass
+
+
+async def _open(host, port, ssl_ctx):
+    """(stream, TCP socket under TLS or None); the TLS handshake runs on first I/O."""
+    stream, _ = await asyncio.open_connection(host, port)
+    if not ssl_ctx:
+        return stream, None
+    # Wrapped here rather than by open_connection(ssl=...), to keep the TCP socket.
+    # server_hostname: mbedTLS checks the certificate's names against it (SNI too).
+    tcp = stream.s
+    try:
+        s = ssl_ctx.wrap_socket(tcp, server_hostname=host, do_handshake_on_connect=False)
+        s.setblocking(False)
+    except BaseException:
+        tcp.close()
+        raise
+    return asyncio.StreamWriter(s), tcp
+
+
+def tls_error(e):
+    """One line for an error of mbedTLS, None for any other: a refused certificate
+    is a ValueError of one line per reason (each after a newline), other TLS
+    errors OSError(-code, text)."""
+    text = str(e)
+    if isinstance(e, ValueError) and text.startswith("\n"):
+        reasons = [line.strip() for line in text.split("\n") if line.strip()]
+        return "TLS certificate refused: " + "; ".join(reasons)
+    args = e.args
+    if isinstance(e, OSError) and len(args) > 1 and isinstance(args[1], str) and args[0] < 0:
+        return "TLS error: " + args[1]
+    return None
 
 
 async def connect(host, port, path, subprotocol, bufs, ssl_ctx=None, timeout_ms=10000):
     """Open a websocket; raises WSError (or OSError) on any failure."""
     try:
-        reader, writer = await asyncio.wait_for_ms(
-            asyncio.open_connection(
-                host, port, ssl=ssl_ctx, server_hostname=host if ssl_ctx else None
-            ),
-            timeout_ms,
-        )
+        stream, tcp = await asyncio.wait_for_ms(_open(host, port, ssl_ctx), timeout_ms)
     except asyncio.TimeoutError:
         raise WSError("connect timed out")
     try:
         # TCP_NODELAY (IPPROTO_TCP 6, option 1): small frames go out at once
         # instead of waiting for the relay's delayed ACK.
-        writer.s.setsockopt(6, 1, 1)
+        (tcp or stream.s).setsockopt(6, 1, 1)
     except (AttributeError, OSError):
         pass
-    ws = WebSocket(reader, writer, bufs)
+    ws = WebSocket(stream, stream, bufs, tcp)
     try:
         await asyncio.wait_for_ms(
             _handshake(ws, host, port, path, subprotocol, ssl_ctx), timeout_ms
@@ -374,6 +411,12 @@ async def connect(host, port, path, subprotocol, bufs, ssl_ctx=None, timeout_ms=
     except asyncio.TimeoutError:
         ws.abort()
         raise WSError("handshake timed out")
+    except (ValueError, OSError) as e:
+        ws.abort()
+        msg = tls_error(e) if ssl_ctx else None
+        if msg is None:
+            raise
+        raise WSError("%s (%s:%d)" % (msg, host, port))
     except BaseException:
         ws.abort()
         raise

@@ -1,6 +1,6 @@
 """End-to-end fixtures: the whole system as real processes (testbed.system, as the demo).
 
-One `System` (relay, device bridge, simulated device, Home Assistant) per test
+One `System` (relay, simulated device on wss://, Home Assistant) per test
 module: starting Home Assistant is the expensive part, so a module's tests share
 it and each test leaves the system as it found it (everything up and paired).
 """

@@ -114,7 +114,7 @@ def test_add_device_flow_errors(system: System) -> None:
     assert result["reason"] == "already_configured"
 
     # A provisioned device that never came online: the flow says so.
-    other = demo_device(system.dir / "offline-device", system.bridge.device_url, None)
+    other = demo_device(system.dir / "offline-device", system.relay.device_url, None)
     offline = other.provision()
     result = hass.pair_device(system.entry_id, {"setup_payload": offline.qr_payload})
     assert result["type"] == "form"
@@ -323,10 +323,11 @@ def test_device_restart(system: System, entities: dict[str, str]) -> None:
 def test_command_during_partition_fails_and_is_not_run_later(
     system: System, entities: dict[str, str]
 ) -> None:
-    """The device's link hangs (its bridge frozen): HA still believes the device
-    is online, so the command goes out, and must come back as an error."""
+    """The device's link hangs (the device frozen, its TCP connection to the relay
+    open): HA still believes the device is online, so the command goes out, and must
+    come back as an error."""
     switch = entities["heater"]
-    system.bridge.freeze()
+    system.device.freeze()
     try:
         t0 = time.monotonic()
         with pytest.raises(ServiceError) as err:
@@ -337,12 +338,18 @@ def test_command_during_partition_fails_and_is_not_run_later(
         assert time.monotonic() - t0 < 20
         assert system.hass.state(switch)["state"] != "on"  # type: ignore[index]
     finally:
-        system.bridge.kill()  # the link breaks: the frame in flight is lost
-        system.bridge.start()
+        # The link breaks: the frame in flight, unread in the frozen device's socket,
+        # is lost with it.
+        system.device.kill()
+        system.device.start(wait_for="control socket")
     assert system.wait_entities_available(RECOVERY_S) == entities
     time.sleep(1)
     assert system.pins()[str(SWITCH_PIN)] == 0
     system.hass.wait_state(switch, "off")
+    # A restarted device reads its door input pulled up (open) until the contact
+    # closes it again.
+    system.set_door(False)
+    system.hass.wait_state(entities["door"], "off")
     _round_trip(system, switch)
 
 
@@ -361,13 +368,14 @@ def test_relay_restart(system: System, entities: dict[str, str]) -> None:
 def test_home_assistant_restart_needs_no_pairing(system: System, entities: dict[str, str]) -> None:
     subentries = system.hass.subentries(system.entry_id)
     paired_logs = system.device.output().count("paired with controller")
+    since = system.device.log_size()  # whatever ran before in this module is not ours
     system.hass.stop()
     system.hass.start()
     assert system.wait_entities_available(60) == entities
     assert system.hass.subentries(system.entry_id) == subentries
     # The device kept its pin of the controller: no pairing happened again.
     assert system.device.output().count("paired with controller") == paired_logs
-    assert "pairing window open" not in system.device.output()
+    assert "pairing window open" not in system.device.output(since)
     system.set_temperature(19.5)
     system.hass.wait_state(entities["temperature"], "19.5")
     _round_trip(system, entities["heater"])

@@ -1,6 +1,7 @@
-"""Config errors of the number, select, text_sensor and event kinds (firmware/README.md
-"config.json"): each bad field stops the device with one line naming it, as
-test_identity_config.py checks for the other fields."""
+"""Config errors of the number, select, text_sensor and event kinds, the colour lights,
+fans, covers and the health sensors (firmware/README.md "config.json", PROTOCOL.md §7):
+each bad field stops the device with one line naming it, as test_identity_config.py
+checks for the other fields."""
 
 from __future__ import annotations
 
@@ -22,6 +23,19 @@ NUMBER = {"key": "fan", "kind": "number", "name": "Fan"}
 SELECT = {"key": "mode", "kind": "select", "name": "Mode", "options": ["a", "b", "c"]}
 TEXT = {"key": "ip", "kind": "text_sensor", "name": "IP", "category": "diagnostic"}
 EVENT = {"key": "wall", "kind": "event", "name": "Wall", "pin": 16}
+LIGHT = {"key": "lamp2", "kind": "light", "name": "Lamp 2", "pin": 17}
+RGB = {"key": "mood", "kind": "light", "name": "Mood", "color_mode": "rgb", "pins": [17, 18, 19]}
+RGBW = {**RGB, "color_mode": "rgbw", "pins": [17, 18, 19, 20]}
+CT = {"key": "desk", "kind": "light", "name": "Desk", "color_mode": "color_temp",
+      "pins": [20, 21], "min_kelvin": 2700, "max_kelvin": 6500}  # fmt: skip
+FAN = {"key": "vent", "kind": "fan", "name": "Vent", "pin": 22, "direction_pin": 27}
+COVER = {"key": "blind", "kind": "cover", "name": "Blind", "open_pin": 28, "close_pin": 29,
+         "open_time": 2, "close_time": 2}  # fmt: skip
+UPTIME = {"key": "up", "kind": "sensor", "name": "Uptime", "source": "uptime"}
+
+
+def _without(entity: dict[str, Any], field: str) -> dict[str, Any]:
+    return {k: v for k, v in entity.items() if k != field}
 
 
 def _config(entity: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -75,7 +89,7 @@ CONFIG_ERRORS: list[tuple[str, dict[str, Any], str]] = [
     ("select pins length", _config(SELECT, pins=[12, 13]),
      "entities[6].pins: must list one pin per option"),
     ("select bad pin", _config(SELECT, pins=[12, 13, -1]),
-     "entities[6].pins[2].pin: must be a GPIO number"),
+     "entities[6].pins[2]: must be a GPIO number"),
     ("select shared pin", _config(SELECT, pins=[12, 6, 13]),
      "entities[6].pins[1]: pin 6 is already used"),
     ("select repeated pin", _config(SELECT, pins=[12, 13, 12]),
@@ -106,6 +120,120 @@ CONFIG_ERRORS: list[tuple[str, dict[str, Any], str]] = [
      "entities[6].types: double needs double_ms greater than 0"),
     ("event config", _config(EVENT, category="config"),
      "entities[6].category: must be diagnostic for an event"),
+    # colour lights
+    ("light color_mode", _config(RGB, color_mode="hsv"),
+     "entities[6].color_mode: must be brightness, rgb, rgbw, color_temp"),
+    ("rgb light two pins", _config(RGB, pins=[17, 18]),
+     "entities[6].pins: an rgb light needs 3 pins"),
+    ("rgb light without pins", _config(_without(RGB, "pins")),
+     "entities[6].pins: an rgb light needs 3 pins"),
+    ("rgb light pins not a list", _config(RGB, pins=17),
+     "entities[6].pins: an rgb light needs 3 pins"),
+    ("rgbw light three pins", _config(RGBW, pins=[17, 18, 19]),
+     "entities[6].pins: an rgbw light needs 4 pins"),
+    ("color_temp light one pin", _config(CT, pins=[20]),
+     "entities[6].pins: a color_temp light needs 2 pins"),
+    ("rgb light with pin", _config(RGB, pin=23), "entities[6].pin: an rgb light has pins"),
+    ("rgb light bad pin", _config(RGB, pins=[17, 18, -1]),
+     "entities[6].pins[2]: must be a GPIO number"),
+    ("rgb light shared pin", _config(RGB, pins=[17, 5, 19]),
+     "entities[6].pins[1]: pin 5 is already used"),
+    ("rgb light repeated pin", _config(RGB, pins=[17, 18, 17]),
+     "entities[6].pins[2]: pin 17 is already used"),
+    ("rgb light kelvin", _config(RGB, min_kelvin=2700),
+     "entities[6].min_kelvin: only with color_mode color_temp"),
+    ("brightness light pins", _config(LIGHT, pins=[18, 19, 20]),
+     "entities[6].pins: only with color_mode rgb, rgbw or color_temp"),
+    ("brightness light kelvin", _config(LIGHT, max_kelvin=6500),
+     "entities[6].max_kelvin: only with color_mode rgb, rgbw or color_temp"),
+    ("brightness light without pin", _config(_without(LIGHT, "pin")),
+     "entities[6].pin: is required"),
+    ("color_temp light without min_kelvin", _config(_without(CT, "min_kelvin")),
+     "entities[6].min_kelvin: is required"),
+    ("color_temp light without max_kelvin", _config(_without(CT, "max_kelvin")),
+     "entities[6].max_kelvin: is required"),
+    ("color_temp light min_kelvin low", _config(CT, min_kelvin=999),
+     "entities[6].min_kelvin: must be an integer from 1000 to 20000"),
+    ("color_temp light max_kelvin high", _config(CT, max_kelvin=20001),
+     "entities[6].max_kelvin: must be an integer from 1000 to 20000"),
+    ("color_temp light kelvin float", _config(CT, min_kelvin=2700.5),
+     "entities[6].min_kelvin: must be an integer"),
+    ("color_temp light kelvin order", _config(CT, min_kelvin=6500, max_kelvin=2700),
+     "entities[6].max_kelvin: must be greater than min_kelvin"),
+    ("color_temp light equal kelvins", _config(CT, min_kelvin=4000, max_kelvin=4000),
+     "entities[6].max_kelvin: must be greater than min_kelvin"),
+    ("rgb light restore", _config(RGB, restore="previous"),
+     "entities[6].restore: must be off, on, last"),
+    ("rgb light freq", _config(RGB, freq=0), "entities[6].freq: must be an integer"),
+    ("rgb light inverted", _config(RGB, inverted="yes"),
+     "entities[6].inverted: must be true or false"),
+    # fans
+    ("fan without pin", _config(_without(FAN, "pin")), "entities[6].pin: is required"),
+    ("fan bad direction pin", _config(FAN, direction_pin=256),
+     "entities[6].direction_pin: must be a GPIO number"),
+    ("fan direction pin is its pin", _config(FAN, direction_pin=22),
+     "entities[6].direction_pin: pin 22 is already used"),
+    ("fan shared direction pin", _config(FAN, direction_pin=5),
+     "entities[6].direction_pin: pin 5 is already used"),
+    ("fan shared pin", _config(FAN, pin=6), "entities[6].pin: pin 6 is already used"),
+    ("fan restore", _config(FAN, restore="previous"),
+     "entities[6].restore: must be off, on, last"),
+    ("fan freq", _config(FAN, freq="fast"), "entities[6].freq: must be an integer"),
+    ("fan inverted", _config(FAN, inverted=1), "entities[6].inverted: must be true or false"),
+    ("fan unknown field", _config(FAN, percentage=50), "entities[6].percentage: unknown field"),
+    ("fan category", _config(FAN, category="settings"),
+     "entities[6].category: must be config or diagnostic for a fan"),
+    # covers
+    ("cover without open_pin", _config(_without(COVER, "open_pin")),
+     "entities[6].open_pin: is required"),
+    ("cover without close_pin", _config(_without(COVER, "close_pin")),
+     "entities[6].close_pin: is required"),
+    ("cover bad open_pin", _config(COVER, open_pin="x" * 17),
+     "entities[6].open_pin: must be a GPIO number"),
+    ("cover one pin for both", _config(COVER, close_pin=28),
+     "entities[6].close_pin: pin 28 is already used"),
+    ("cover shared open_pin", _config(COVER, open_pin=7),
+     "entities[6].open_pin: pin 7 is already used"),
+    ("cover without open_time", _config(_without(COVER, "open_time")),
+     "entities[6].open_time: is required"),
+    ("cover open_time zero", _config(COVER, open_time=0),
+     "entities[6].open_time: must be more than 0"),
+    ("cover open_time long", _config(COVER, open_time=601),
+     "entities[6].open_time: must be more than 0 and at most 600 seconds"),
+    ("cover close_time negative", _config(COVER, close_time=-2),
+     "entities[6].close_time: must be more than 0"),
+    ("cover close_time string", _config(COVER, close_time="2"),
+     "entities[6].close_time: must be a number"),
+    ("cover close_time bool", _config(COVER, close_time=True),
+     "entities[6].close_time: must be a number"),
+    ("cover interlock_ms negative", _config(COVER, interlock_ms=-1),
+     "entities[6].interlock_ms: must be an integer from 0 to 10000"),
+    ("cover interlock_ms float", _config(COVER, interlock_ms=0.5),
+     "entities[6].interlock_ms: must be an integer"),
+    ("cover restore on", _config(COVER, restore="on"), "entities[6].restore: must be off, last"),
+    ("cover device_class", _config(COVER, device_class=""),
+     "entities[6].device_class: must be a string"),
+    ("cover inverted", _config(COVER, inverted="no"),
+     "entities[6].inverted: must be true or false"),
+    ("cover pin", _config(COVER, pin=30), "entities[6].pin: unknown field"),
+    ("cover freq", _config(COVER, freq=1000), "entities[6].freq: unknown field"),
+    # health sensors
+    ("sensor source", _config(UPTIME, source="battery"),
+     "entities[6].source: must be adc, internal_temp, uptime, free_heap, reconnects, wifi_signal"),
+    ("health sensor pin", _config(UPTIME, pin=30), "entities[6].pin: only with source adc"),
+    ("health sensor scale", _config(UPTIME, source="free_heap", scale=0.001),
+     "entities[6].scale: only with source adc or internal_temp"),
+    ("health sensor offset", _config(UPTIME, source="reconnects", offset=1),
+     "entities[6].offset: only with source adc or internal_temp"),
+    ("health sensor precision", _config(UPTIME, source="wifi_signal", precision=0),
+     "entities[6].precision: only with source adc or internal_temp"),
+    ("health sensor config", _config(UPTIME, category="config"),
+     "entities[6].category: must be diagnostic for a sensor"),
+    ("health sensor disabled", _config(UPTIME, disabled_by_default="yes"),
+     "entities[6].disabled_by_default: must be true or false"),
+    ("health sensor unit", _config(UPTIME, unit=""), "entities[6].unit: must be a string"),
+    ("health sensor interval", _config(UPTIME, interval=3601),
+     "entities[6].interval: must be an integer from 1 to 3600"),
 ]  # fmt: skip
 
 
@@ -122,10 +250,18 @@ def test_config_error_names_the_field(tmp_path: Path, config: Any, message: str)
 
 
 def test_every_new_kind_with_its_defaults_boots(tmp_path: Path) -> None:
-    """The four kinds with only their required fields: no config error (the relay at
-    port 9 is not there, so the device is still trying when it is stopped)."""
+    """The kinds beyond the first five (and every light mode, every health source)
+    with only their required fields: no config error (the relay at port 9 is not there,
+    so the device is still trying when it is stopped)."""
     cfg = _config(EVENT)
-    cfg["entities"] += [NUMBER, SELECT, TEXT]
+    cfg["entities"] += [NUMBER, SELECT, TEXT, RGB, CT, FAN, COVER]
+    cfg["entities"] += [{**RGBW, "key": "strip", "pins": [30, 31, 32, 33]}]
+    cfg["entities"] += [
+        {**UPTIME, "key": src, "source": src}
+        for src in ("uptime", "free_heap", "reconnects", "wifi_signal")
+    ]
+    cfg["entities"] += [{"key": "why", "kind": "text_sensor", "name": "Why",
+                         "source": "restart_reason"}]  # fmt: skip
     path = tmp_path / "config.json"
     path.write_text(json.dumps(cfg))
     proc = subprocess.Popen(

@@ -20,10 +20,20 @@ PACKAGE = FIRMWARE / "homeseal"
 # Lowest first, as in firmware/README.md. A module may import any module of a
 # layer above it in this list, and the modules of its own layer.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("support", ("__init__", "errors", "store", "ids", "memstat")),
+    ("support", ("__init__", "errors", "store", "ids", "memstat", "health")),
     (
         "crypto",
-        ("ct", "kdf", "x25519", "chachapoly", "p256", "spake2plus", "noise_patterns", "noise"),
+        (
+            "ct",
+            "kdf",
+            "x25519",
+            "chachapoly",
+            "p256",
+            "ecdsa",
+            "spake2plus",
+            "noise_patterns",
+            "noise",
+        ),
     ),
     ("hardware", ("hw", "hw_sim")),
     ("websocket", ("ws",)),
@@ -32,7 +42,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("pairing", ("pairing", "pairing_window")),
     ("session", ("session",)),
     ("application messages", ("messages",)),
-    ("entities", ("entities",)),
+    ("entities", ("entities", "actuators")),
     ("config", ("config",)),
     ("device", ("bootstate", "device")),
 )

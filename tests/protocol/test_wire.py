@@ -141,7 +141,22 @@ NUMBER = {"key": "speed", "kind": "number", "name": "Speed", "min": 0, "max": 10
 SELECT = {"key": "pattern", "kind": "select", "name": "Pattern", "options": ["off", "slow"]}
 TEXT = {"key": "ip", "kind": "text_sensor", "name": "Address", "category": "diagnostic"}
 EVENT = {"key": "wall", "kind": "event", "name": "Wall", "event_types": ["single", "long"]}
+RGB = {"key": "mood", "kind": "light", "name": "Mood", "color_mode": "rgb"}
+CT = {"key": "desk", "kind": "light", "name": "Desk", "color_mode": "color_temp",
+      "min_kelvin": 2700, "max_kelvin": 6500}  # fmt: skip
+FAN = {"key": "vent", "kind": "fan", "name": "Vent", "reversible": True}
+COVER = {"key": "blind", "kind": "cover", "name": "Blind", "device_class": "blind"}
 BAD_NEW_KINDS = [
+    {**RGB, "color_mode": "hs"},
+    {**RGB, "min_kelvin": 2700},
+    {**CT, "min_kelvin": 6500},
+    {**CT, "max_kelvin": 20001},
+    {**CT, "min_kelvin": 2700.5},
+    {k: v for k, v in CT.items() if k != "max_kelvin"},
+    {**FAN, "reversible": 1},
+    {**FAN, "unit": "%"},
+    {**COVER, "device_class": 3},
+    {**COVER, "reversible": True},
     {**NUMBER, "min": 100},
     {**NUMBER, "step": 0},
     {**NUMBER, "max": "9"},
@@ -184,6 +199,34 @@ def test_new_entity_kinds_round_trip() -> None:
     assert messages.parse_device_message(messages.encode(event_msg)) == event_msg
 
 
+def test_colour_fan_and_cover_round_trip() -> None:
+    plain = {"key": "lamp", "kind": "light", "name": "Lamp"}
+    kinds = [RGB, CT, FAN, COVER, plain]
+    describe = messages.parse_device_message(_b({**DESCRIBE, "entities": kinds}))
+    assert isinstance(describe, messages.Describe)
+    rgb, ct, fan, cover, lamp = describe.entities
+    assert (rgb.color_mode, ct.color_mode, lamp.color_mode) == ("rgb", "color_temp", "brightness")
+    assert (ct.min_kelvin, ct.max_kelvin, fan.reversible) == (2700, 6500, True)
+    assert cover.device_class == "blind"
+    assert json.loads(messages.encode(describe))["entities"] == kinds
+    values = {
+        "mood": {"on": True, "brightness": 200, "rgb": [255, 0, 10]},
+        "desk": {"on": False, "brightness": 9, "kelvin": 4000},
+        "vent": {"on": True, "percentage": 40, "direction": "reverse"},
+        "blind": {"position": None, "motion": "opening"},
+    }
+    state = messages.parse_device_message(_b({"t": "state", "s": values}))
+    assert isinstance(state, messages.State)
+    assert state.values == {
+        "mood": messages.LightState(True, 200, rgb=(255, 0, 10)),
+        "desk": messages.LightState(False, 9, kelvin=4000),
+        "vent": messages.FanState(True, 40, "reverse"),
+        "blind": messages.CoverState(None, "opening"),
+    }
+    messages.check_state(state, describe.entities)
+    assert json.loads(messages.encode(state))["s"] == values
+
+
 @pytest.mark.parametrize(
     ("entity", "good", "bad"),
     [
@@ -195,6 +238,43 @@ def test_new_entity_kinds_round_trip() -> None:
         (TEXT | {"key": "a"}, "10.0.0.1", 1),
         (EVENT | {"key": "a"}, None, "single"),
         ({"key": "a", "kind": "button", "name": "A"}, None, 0),
+        # A colour light's state carries its mode's colour, and no other.
+        (
+            RGB | {"key": "a"},
+            {"on": True, "brightness": 3, "rgb": [1, 2, 3]},
+            {"on": True, "brightness": 3},
+        ),
+        (
+            RGB | {"key": "a"},
+            {"on": True, "brightness": 3, "rgb": [1, 2, 3]},
+            {"on": True, "brightness": 3, "rgbw": [1, 2, 3, 4]},
+        ),
+        (
+            {"key": "a", "kind": "light", "name": "A"},
+            {"on": True, "brightness": 3},
+            {"on": True, "brightness": 3, "kelvin": 3000},
+        ),
+        (
+            CT | {"key": "a"},
+            {"on": True, "brightness": 3, "kelvin": 6500},
+            {"on": True, "brightness": 3, "kelvin": 6501},
+        ),
+        (
+            FAN | {"key": "a"},
+            {"on": False, "percentage": 5, "direction": "forward"},
+            {"on": False, "percentage": 5},
+        ),
+        (
+            FAN | {"key": "a", "reversible": False},
+            {"on": False, "percentage": 5},
+            {"on": False, "percentage": 5, "direction": "forward"},
+        ),
+        (COVER | {"key": "a"}, {"position": 40, "motion": "idle"}, {"on": True, "brightness": 3}),
+        (
+            FAN | {"key": "a"},
+            {"on": True, "percentage": 5, "direction": "reverse"},
+            {"position": 0, "motion": "idle"},
+        ),
     ],
 )
 def test_state_values_fit_their_kind(entity: dict[str, Any], good: object, bad: object) -> None:
@@ -248,9 +328,19 @@ def test_entity_category_and_default() -> None:
         {"t": "state", "s": {"a": {"on": 1, "brightness": 3}}},
         {"t": "state", "s": {"a": {"on": True, "brightness": 256}}},
         {"t": "state", "s": {"a": {"on": True}}},
+        {"t": "state", "s": {"a": {"on": True, "brightness": 3, "rgb": [1, 2]}}},
+        {"t": "state", "s": {"a": {"on": True, "brightness": 3, "rgb": [1, 2, 256]}}},
+        {"t": "state", "s": {"a": {"on": True, "brightness": 3, "rgb": [1, 2, 3], "kelvin": 3000}}},
+        {"t": "state", "s": {"a": {"on": True, "brightness": 3, "kelvin": 999}}},
+        {"t": "state", "s": {"a": {"on": True, "percentage": 0}}},
+        {"t": "state", "s": {"a": {"on": 1, "percentage": 5}}},
+        {"t": "state", "s": {"a": {"on": True, "percentage": 5, "direction": "up"}}},
+        {"t": "state", "s": {"a": {"position": 101, "motion": "idle"}}},
+        {"t": "state", "s": {"a": {"position": 1, "motion": "stopped"}}},
+        {"t": "state", "s": {"a": {"position": 1}}},
         {**DESCRIBE, "entities": {}},
         {**DESCRIBE, "entities": [1]},
-        {**DESCRIBE, "entities": [{"key": "a", "kind": "fan", "name": "A"}]},
+        {**DESCRIBE, "entities": [{"key": "a", "kind": "climate", "name": "A"}]},
         {**DESCRIBE, "entities": [{"key": "a", "kind": "switch", "name": "A", "unit": "W"}]},
         {**DESCRIBE, "entities": [{"key": "a" * 33, "kind": "switch", "name": "A"}]},
         {**DESCRIBE, "entities": [{"key": "a", "kind": "switch", "name": "A" * 65}]},
@@ -303,6 +393,12 @@ def test_controller_messages_both_ways() -> None:
         messages.Command(6, "speed", "set", value=12.5),
         messages.Command(7, "speed", "set", value=-3),
         messages.Command(8, "pattern", "select", option="slow"),
+        messages.Command(9, "mood", "turn_on", brightness=9, rgb=(1, 2, 3)),
+        messages.Command(10, "mood", "turn_on", rgbw=(1, 2, 3, 4)),
+        messages.Command(11, "desk", "turn_on", brightness=1, kelvin=2700),
+        messages.Command(12, "vent", "turn_on", percentage=40),
+        messages.Command(13, "vent", "set_direction", direction="reverse"),
+        messages.Command(14, "blind", "set_position", position=0),
         messages.Unpair(3),
         messages.Ping(4),
         messages.Pong(5),
@@ -319,6 +415,34 @@ def test_controller_messages_both_ways() -> None:
         {"t": "command", "id": 1, "key": "a", "action": "select", "option": "x" * 33},
         {"t": "command", "id": 1, "key": "a", "action": "set", "option": "x"},
         {"t": "command", "id": 1, "key": "a", "action": "set", "value": 1, "option": "x"},
+        {"t": "command", "id": 1, "key": "a", "action": "turn_on", "rgb": [1, 2]},
+        {"t": "command", "id": 1, "key": "a", "action": "turn_on", "rgb": [1, 2, 256]},
+        {"t": "command", "id": 1, "key": "a", "action": "turn_on", "rgb": "red"},
+        {"t": "command", "id": 1, "key": "a", "action": "turn_on", "rgbw": [1, 2, 3]},
+        {
+            "t": "command",
+            "id": 1,
+            "key": "a",
+            "action": "turn_on",
+            "rgb": [1, 2, 3],
+            "kelvin": 3000,
+        },
+        {
+            "t": "command",
+            "id": 1,
+            "key": "a",
+            "action": "turn_on",
+            "brightness": 1,
+            "percentage": 3,
+        },
+        {"t": "command", "id": 1, "key": "a", "action": "turn_off", "rgb": [1, 2, 3]},
+        {"t": "command", "id": 1, "key": "a", "action": "turn_on", "kelvin": 999},
+        {"t": "command", "id": 1, "key": "a", "action": "turn_on", "percentage": 101},
+        {"t": "command", "id": 1, "key": "a", "action": "open", "position": 3},
+        {"t": "command", "id": 1, "key": "a", "action": "set_position", "position": -1},
+        {"t": "command", "id": 1, "key": "a", "action": "set_position", "position": 5.5},
+        {"t": "command", "id": 1, "key": "a", "action": "set_direction", "direction": "up"},
+        {"t": "command", "id": 1, "key": "a", "action": "set_position", "position": None},
         {"t": "unpair"},
         {"t": "describe"},
     ):

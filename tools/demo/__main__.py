@@ -11,8 +11,8 @@ the state directory, `.demo/` in the checkout by default (HOMESEAL_DEMO_DIR
 overrides it), so a second start reuses it: no new certificate, account or
 pairing, just the processes. It belongs to the checkout that runs it.
 
-While it runs, a part that dies (the relay, the device bridge, the simulated
-device, Home Assistant) is said so, with its last log lines, and restarted; one
+While it runs, a part that dies (the relay, the simulated device, Home
+Assistant) is said so, with its last log lines, and restarted; one
 that dies again and again is given up on, and the demo stops saying why.
 """
 

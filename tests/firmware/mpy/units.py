@@ -17,6 +17,7 @@ import sys
 import time
 
 from homeseal import (
+    actuators,
     bootstate,
     config,
     entities,
@@ -164,16 +165,27 @@ def _():
         cfg = json.load(f)
     cfg["relay"] = {"url": "ws://relay.example/ws/device"}
     ents = config.validate(cfg)["entities"]
-    diag = ("chip", "address")
+    # The health entities are diagnostic by default, uptime and free_heap disabled too.
+    diag = ("chip", "address", "last_restart", "uptime", "free_heap", "reconnects", "wifi_signal")
+    disabled = ("uptime", "free_heap")
     for e in ents:
         if e["key"] in diag:
             expect(e["category"] == "diagnostic", e)
-            expect(not e["disabled_by_default"], e)
-    expect([e["kind"] for e in ents][-4:] == ["number", "select", "text_sensor", "event"], ents)
+            expect(e["disabled_by_default"] == (e["key"] in disabled), e)
+    kinds = set(e["kind"] for e in ents)
+    expect(kinds == set(config.KINDS), "every kind: %r" % kinds)
     vent = next(e for e in ents if e["key"] == "vent")
     expect(vent["output"] == "servo" and vent["pulse_us"] == [1000, 2000], vent)
     wall = next(e for e in ents if e["key"] == "wall")
     expect(wall["types"] == ["single", "double", "long"], wall)
+    modes = [e["color_mode"] for e in ents if e["kind"] == "light"]
+    expect(modes == ["brightness", "rgbw", "color_temp"], modes)
+    door = next(e for e in ents if e["kind"] == "cover")
+    expect((door["restore"], door["interlock_ms"], door["close_time"]) == ("last", 500, 16.5), door)
+    # Its describe and full state fit a message (the device checks both at boot).
+    ents_ = entities.Entities(ents, hw_sim)
+    expect(len(messages.describe("0.1.0", "m", "Garage", ents_.describe())) < 3072, "describe")
+    expect(len(messages.state(ents_.full_state())) < 3072, "state")
     return all(e["category"] is None for e in ents if e["key"] not in diag)
 
 
@@ -186,16 +198,35 @@ def _():
     return messages.parse(good)["brightness"] == 9
 
 
-@check("parse command arguments")
-def _():
-    m = messages.parse(b'{"t":"command","id":5,"key":"fan","action":"set","value":12.5}')
-    expect(messages.arg(m) == 12.5, m)
-    m = messages.parse(b'{"t":"command","id":5,"key":"fan","action":"set","value":-3}')
-    expect(messages.arg(m) == -3, m)
-    m = messages.parse(b'{"t":"command","id":5,"key":"mode","action":"select","option":"eco"}')
-    expect(messages.arg(m) == "eco", m)
-    m = messages.parse(b'{"t":"command","id":5,"key":"bell","action":"press"}')
-    return messages.arg(m) is None
+def _cmd(action, args):
+    return b'{"t":"command","id":5,"key":"k","action":"%s"%s}' % (action.encode(), args.encode())
+
+
+@check(
+    "parse command arguments",
+    cases=(
+        ("value", "set", ',"value":12.5', "value", 12.5),
+        ("negative value", "set", ',"value":-3', "value", -3),
+        ("option", "select", ',"option":"eco"', "option", "eco"),
+        ("none", "press", "", "brightness", None),
+        ("rgb", "turn_on", ',"rgb":[255,0,7]', "rgb", [255, 0, 7]),
+        ("rgbw", "turn_on", ',"rgbw":[0,0,0,255]', "rgbw", [0, 0, 0, 255]),
+        ("kelvin", "turn_on", ',"kelvin":1000', "kelvin", 1000),
+        ("kelvin 20000", "turn_on", ',"kelvin":20000', "kelvin", 20000),
+        ("brightness and rgb", "turn_on", ',"brightness":9,"rgb":[1,2,3]', "rgb", [1, 2, 3]),
+        ("brightness and rgbw", "turn_on", ',"rgbw":[1,2,3,4],"brightness":9', "brightness", 9),
+        ("brightness and kelvin", "turn_on", ',"brightness":0,"kelvin":4000', "kelvin", 4000),
+        ("percentage", "turn_on", ',"percentage":100', "percentage", 100),
+        ("percentage 0", "turn_on", ',"percentage":0', "percentage", 0),
+        ("position", "set_position", ',"position":0', "position", 0),
+        ("position 100", "set_position", ',"position":100', "position", 100),
+        ("forward", "set_direction", ',"direction":"forward"', "direction", "forward"),
+        ("reverse", "set_direction", ',"direction":"reverse"', "direction", "reverse"),
+    ),
+)
+def _(action, args, name, value):
+    m = messages.parse(_cmd(action, args))
+    return m.get(name) == value and m["action"] == action
 
 
 @check("event message")
@@ -244,6 +275,51 @@ def _():
 )
 def _(bad):
     return raises(messages.MessageError, messages.parse, bad)
+
+
+@check(
+    "reject argument",
+    cases=(
+        ("rgb off turn_on", "turn_off", ',"rgb":[1,2,3]'),
+        ("rgb two", "turn_on", ',"rgb":[1,2]'),
+        ("rgb four", "turn_on", ',"rgb":[1,2,3,4]'),
+        ("rgb 256", "turn_on", ',"rgb":[1,256,3]'),
+        ("rgb negative", "turn_on", ',"rgb":[1,-1,3]'),
+        ("rgb float", "turn_on", ',"rgb":[1,2.0,3]'),
+        ("rgb bool", "turn_on", ',"rgb":[1,true,3]'),
+        ("rgb not a list", "turn_on", ',"rgb":"#ff0000"'),
+        ("rgb object", "turn_on", ',"rgb":{"r":1}'),
+        ("rgbw three", "turn_on", ',"rgbw":[1,2,3]'),
+        ("rgbw string", "turn_on", ',"rgbw":[1,2,3,"4"]'),
+        ("kelvin 999", "turn_on", ',"kelvin":999'),
+        ("kelvin 20001", "turn_on", ',"kelvin":20001'),
+        ("kelvin float", "turn_on", ',"kelvin":3000.5'),
+        ("kelvin with set", "set", ',"kelvin":3000'),
+        ("percentage 101", "turn_on", ',"percentage":101'),
+        ("percentage -1", "turn_on", ',"percentage":-1'),
+        ("percentage float", "turn_on", ',"percentage":50.0'),
+        ("percentage off", "turn_off", ',"percentage":50'),
+        ("position 101", "set_position", ',"position":101'),
+        ("position -1", "set_position", ',"position":-1'),
+        ("position float", "set_position", ',"position":50.5'),
+        ("position null", "set_position", ',"position":null'),
+        ("position with open", "open", ',"position":50'),
+        ("direction other", "set_direction", ',"direction":"left"'),
+        ("direction case", "set_direction", ',"direction":"Forward"'),
+        ("direction number", "set_direction", ',"direction":1'),
+        ("direction with turn_on", "turn_on", ',"direction":"reverse"'),
+        ("brightness with set_position", "set_position", ',"brightness":9'),
+        ("rgb and kelvin", "turn_on", ',"rgb":[1,2,3],"kelvin":3000'),
+        ("rgb and rgbw", "turn_on", ',"rgb":[1,2,3],"rgbw":[1,2,3,4]'),
+        ("brightness and percentage", "turn_on", ',"brightness":9,"percentage":9'),
+        ("rgb and percentage", "turn_on", ',"rgb":[1,2,3],"percentage":9'),
+        ("three", "turn_on", ',"brightness":9,"rgb":[1,2,3],"kelvin":3000'),
+        ("press with an argument", "press", ',"brightness":9'),
+        ("unknown argument", "turn_on", ',"color":[1,2,3]'),
+    ),
+)
+def _(action, args):
+    return raises(messages.MessageError, messages.parse, _cmd(action, args))
 
 
 @check("reject too long")
@@ -346,18 +422,21 @@ def _ent(**fields):
 def _():
     n = entities.Number(_ent(kind="number", min=0, max=100, step=5), hw_sim)
     expect(n.state() == 0 and n.describe()["step"] == 5, n.describe())
-    expect(n.command("set", 12) is None and n.state() == 10, n.state())
-    expect(n.command("set", 13.1) is None and n.state() == 15, n.state())
+    expect(n.command("set", {"value": 12}) is None and n.state() == 10, n.state())
+    expect(n.command("set", {"value": 13.1}) is None and n.state() == 15, n.state())
     expect(type(n.state()) is int, "an int step from an int min: %r" % n.state())
     for bad in (101, -1, None):
-        expect(n.command("set", bad) == entities.BAD_VALUE, bad)
-    expect(n.command("turn_on", None) == entities.UNSUPPORTED_ACTION, "turn_on")
+        expect(n.command("set", {"value": bad}) == entities.BAD_VALUE, bad)
+    expect(n.command("turn_on", {}) == entities.UNSUPPORTED_ACTION, "turn_on")
     f = entities.Number(_ent(kind="number", min=0.5, max=2, step=0.1), hw_sim)
-    expect(f.command("set", 1.234) is None and f.state() == 1.2, f.state())
-    expect(f.command("set", 2) is None and f.state() == 2.0, f.state())
+    expect(f.command("set", {"value": 1.234}) is None and f.state() == 1.2, f.state())
+    expect(f.command("set", {"value": 2}) is None and f.state() == 2.0, f.state())
     c = entities.Number(_ent(kind="number", min=0, max=10, step=6, initial=7), hw_sim)
     expect(c.state() == 6, "initial snapped: %r" % c.state())
-    expect(c.command("set", 10) is None and c.state() == 10, "clamped to max: %r" % c.state())
+    expect(
+        c.command("set", {"value": 10}) is None and c.state() == 10,
+        "clamped to max: %r" % c.state(),
+    )
     d = _ent(kind="number", min=-5, max=5, unit="°C", mode="box", device_class="temperature")
     d = entities.Number(d, hw_sim).describe()
     return d["min"] == -5 and d["max"] == 5 and (d["unit"], d["mode"]) == ("°C", "box")
@@ -367,18 +446,18 @@ def _():
 def _():
     p = entities.Number(_ent(kind="number", output="pwm", pin=40, freq=500), hw_sim)
     expect(hw_sim.PINS["40"] == 0, "at min: %r" % hw_sim.PINS["40"])
-    p.command("set", 25)
+    p.command("set", {"value": 25})
     expect(hw_sim.PINS["40"] == 16384, hw_sim.PINS["40"])
-    p.command("set", 100)
+    p.command("set", {"value": 100})
     expect(hw_sim.PINS["40"] == 65535, hw_sim.PINS["40"])
     cfg = _ent(kind="number", output="servo", pin=41, max=180, initial=90)
     s = entities.Number(cfg, hw_sim)
     expect(hw_sim.PINS["41"] == 4915, "1.5 ms: %r" % hw_sim.PINS["41"])
-    s.command("set", 0)
+    s.command("set", {"value": 0})
     expect(hw_sim.PINS["41"] == 3277, "1 ms: %r" % hw_sim.PINS["41"])
     cfg = _ent(kind="number", output="servo", pin=42, pulse_us=[500, 2500])
     s = entities.Number(cfg, hw_sim)
-    s.command("set", 100)
+    s.command("set", {"value": 100})
     return hw_sim.PINS["42"] == 8192  # 2.5 ms of 20
 
 
@@ -407,18 +486,18 @@ def _():
     s = entities.Select(cfg, hw_sim)
     expect(s.state() == "red" and s.describe()["options"] == cfg["options"], s.describe())
     expect([hw_sim.PINS[p] for p in pins] == [1, 0, 0], [hw_sim.PINS[p] for p in pins])
-    expect(s.command("select", "blue") is None and s.state() == "blue", s.state())
+    expect(s.command("select", {"option": "blue"}) is None and s.state() == "blue", s.state())
     expect([hw_sim.PINS[p] for p in pins] == [0, 0, 1], [hw_sim.PINS[p] for p in pins])
-    expect(s.command("select", "pink") == entities.BAD_VALUE, "pink")
-    expect(s.command("select", None) == entities.BAD_VALUE, "no option")
-    expect(s.command("turn_on", None) == entities.UNSUPPORTED_ACTION, "turn_on")
+    expect(s.command("select", {"option": "pink"}) == entities.BAD_VALUE, "pink")
+    expect(s.command("select", {}) == entities.BAD_VALUE, "no option")
+    expect(s.command("turn_on", {}) == entities.UNSUPPORTED_ACTION, "turn_on")
     expect([hw_sim.PINS[p] for p in pins] == [0, 0, 1], "a refused option changed the pins")
     cfg = _ent(kind="select", options=["a", "b"], initial="b", pins=[46, 47], inverted=True)
     s = entities.Select(cfg, hw_sim)
     expect(s.state() == "b", s.state())
     expect((hw_sim.PINS["46"], hw_sim.PINS["47"]) == (1, 0), "inverted")
     plain = entities.Select(_ent(kind="select", options=["x"]), hw_sim)
-    return plain.command("select", "x") is None and plain.state() == "x"
+    return plain.command("select", {"option": "x"}) is None and plain.state() == "x"
 
 
 @check("text sensor sources")
@@ -543,12 +622,447 @@ def _():
         ],
         hw_sim,
     )
-    expect(ents.command("sw", "turn_on", 5) == entities.BAD_VALUE, "switch with an argument")
-    expect(ents.command("sw", "turn_on", None) is None, "switch")
-    expect(ents.command("li", "turn_on", 300) == entities.BAD_VALUE, "brightness 300")
-    expect(ents.command("li", "turn_on", 9) is None and hw_sim.PINS["51"] == 9 * 257, "light")
-    expect(ents.command("bu", "press", "x") == entities.BAD_VALUE, "button with an argument")
-    return ents.command("nope", "set", 1) == entities.UNKNOWN_ENTITY
+    # Entities take the parsed command; its arguments by name.
+    bad = entities.BAD_VALUE
+    expect(ents.command("sw", "turn_on", {"brightness": 5}) == bad, "switch with brightness")
+    expect(ents.command("sw", "turn_on", {"percentage": 5}) == bad, "switch with a percentage")
+    expect(ents.command("sw", "turn_on", {}) is None and hw_sim.PINS["50"] == 1, "switch")
+    expect(ents.command("li", "turn_on", {"brightness": 300}) == bad, "brightness 300")
+    expect(ents.command("li", "turn_on", {"brightness": 0}) == bad, "brightness 0")
+    for arg in ({"rgb": [1, 2, 3]}, {"rgbw": [1, 2, 3, 4]}, {"kelvin": 3000}, {"percentage": 5}):
+        expect(ents.command("li", "turn_on", arg) == bad, "a brightness light with %r" % arg)
+    expect(ents.command("li", "turn_on", {"brightness": 9}) is None, "light")
+    expect(hw_sim.PINS["51"] == 9 * 257, hw_sim.PINS["51"])
+    msg = messages.parse(b'{"t":"command","id":5,"key":"li","action":"turn_off"}')
+    expect(ents.command("li", msg["action"], msg) is None and hw_sim.PINS["51"] == 0, "off")
+    expect(ents.command("li", "turn_on", {}) is None and hw_sim.PINS["51"] == 9 * 257, "kept")
+    expect(ents.command("bu", "press", {}) is None, "button")
+    return ents.command("nope", "set", {"value": 1}) == entities.UNKNOWN_ENTITY
+
+
+# ------------------------------------------------------------ colour lights, fans, covers (§7)
+
+
+def _duties(*pins):
+    return [hw_sim.PINS[str(p)] for p in pins]
+
+
+@check("rgb light duty is colour times brightness")
+def _():
+    li = actuators.ColourLight(_ent(kind="light", color_mode="rgb", pins=[60, 61, 62]), hw_sim)
+    d = li.describe()
+    expect(d["color_mode"] == "rgb" and "min_kelvin" not in d, d)
+    expect(li.state() == {"on": False, "brightness": 255, "rgb": [255, 255, 255]}, li.state())
+    expect(_duties(60, 61, 62) == [0, 0, 0], "off at boot")
+    expect(li.command("turn_on", {}) is None, "turn_on")
+    expect(_duties(60, 61, 62) == [65535] * 3, _duties(60, 61, 62))
+    expect(li.command("turn_on", {"rgb": [255, 128, 0], "brightness": 128}) is None, "both")
+    # 255 * 128 / 255 * 257 = 32896; 128 * 128 / 255 * 257 = 16513.0
+    expect(_duties(60, 61, 62) == [32896, 16513, 0], _duties(60, 61, 62))
+    expect(li.command("turn_on", {"rgb": [0, 0, 255]}) is None, "colour only")
+    expect(li.state() == {"on": True, "brightness": 128, "rgb": [0, 0, 255]}, li.state())
+    expect(_duties(60, 61, 62) == [0, 0, 32896], "brightness kept")
+    expect(li.command("turn_on", {"brightness": 255}) is None, "brightness only")
+    expect(_duties(60, 61, 62) == [0, 0, 65535], "colour kept")
+    expect(li.command("turn_off", {}) is None and _duties(60, 61, 62) == [0, 0, 0], "off")
+    expect(li.state() == {"on": False, "brightness": 255, "rgb": [0, 0, 255]}, li.state())
+    for arg in ({"kelvin": 3000}, {"rgbw": [1, 2, 3, 4]}, {"percentage": 50}):
+        expect(li.command("turn_on", arg) == entities.BAD_VALUE, arg)
+    expect(li.state()["on"] is False, "a refused command changed nothing")
+    inv = _ent(kind="light", color_mode="rgb", pins=[63, 64, 65], inverted=True)
+    actuators.ColourLight(inv, hw_sim).command("turn_on", {"rgb": [255, 0, 51]})
+    return _duties(63, 64, 65) == [0, 65535, 65535 - 13107]
+
+
+@check("rgbw light duty")
+def _():
+    cfg = _ent(kind="light", color_mode="rgbw", pins=[60, 61, 62, 63])
+    li = actuators.ColourLight(cfg, hw_sim)
+    expect(li.state()["rgbw"] == [255, 255, 255, 255], li.state())
+    expect(li.command("turn_on", {"rgbw": [0, 51, 102, 255], "brightness": 51}) is None, "on")
+    # 51 / 255 of 51 / 255 of 65535: 2621.4; 102: 5242.8; 255: 13107
+    expect(_duties(60, 61, 62, 63) == [0, 2621, 5243, 13107], _duties(60, 61, 62, 63))
+    expect(li.command("turn_on", {"rgb": [1, 2, 3]}) == entities.BAD_VALUE, "rgb")
+    return li.command("turn_on", {"kelvin": 3000}) == entities.BAD_VALUE
+
+
+@check("color_temp light splits brightness between warm and cold")
+def _():
+    cfg = _ent(kind="light", color_mode="color_temp", pins=[60, 61], min_kelvin=2700,
+               max_kelvin=6500)  # fmt: skip
+    li = actuators.ColourLight(cfg, hw_sim)
+    d = li.describe()
+    expect((d["color_mode"], d["min_kelvin"], d["max_kelvin"]) == ("color_temp", 2700, 6500), d)
+    expect(li.state() == {"on": False, "brightness": 255, "kelvin": 4600}, "midpoint")
+    expect(li.command("turn_on", {}) is None, "on")
+    # pins: [warm, cold]; half of 65535 each, the odd step to the cold one.
+    expect(_duties(60, 61) == [32767, 32768], _duties(60, 61))
+    expect(li.command("turn_on", {"kelvin": 2700}) is None and _duties(60, 61) == [65535, 0], 1)
+    expect(li.command("turn_on", {"kelvin": 6500}) is None and _duties(60, 61) == [0, 65535], 2)
+    expect(li.command("turn_on", {"kelvin": 3650, "brightness": 102}) is None, "both")
+    # 102 * 257 = 26214 in all; a quarter of it cold
+    expect(_duties(60, 61) == [19660, 6554] and sum(_duties(60, 61)) == 26214, _duties(60, 61))
+    for bad in ({"kelvin": 2699}, {"kelvin": 6501}, {"rgb": [1, 2, 3]}, {"brightness": 0}):
+        expect(li.command("turn_on", bad) == entities.BAD_VALUE, bad)
+    expect(li.state() == {"on": True, "brightness": 102, "kelvin": 3650}, li.state())
+    li.command("turn_off", {})
+    expect(_duties(60, 61) == [0, 0], "off")
+    odd = _ent(kind="light", color_mode="color_temp", pins=[62, 63], min_kelvin=2000,
+               max_kelvin=5001)  # fmt: skip
+    return actuators.ColourLight(odd, hw_sim).state()["kelvin"] == 3501  # 3500.5, rounded
+
+
+@check("colour light restore")
+def _():
+    rgb = _ent(kind="light", key="a", color_mode="rgb", pins=[60, 61, 62], restore="last")
+    ct = _ent(kind="light", key="b", color_mode="color_temp", pins=[63, 64], min_kelvin=2000,
+              max_kelvin=6000, restore="last")  # fmt: skip
+    saved = {"a": {"on": True, "brightness": 255, "rgb": [255, 0, 0]},
+             "b": {"on": False, "brightness": 10, "kelvin": 6000}}  # fmt: skip
+    ents = entities.Entities([rgb, ct], hw_sim, saved)
+    expect(ents.full_state() == saved and ents.restorable() == saved, ents.full_state())
+    expect(_duties(60, 61, 62, 63, 64) == [65535, 0, 0, 0, 0], _duties(60, 61, 62, 63, 64))
+    # A colour the light cannot take: its default colour, the rest as saved.
+    bad = {"a": {"on": True, "brightness": 9, "rgb": [1, 2]},
+           "b": {"on": True, "brightness": 9, "kelvin": 7000}}  # fmt: skip
+    s = entities.Entities([rgb, ct], hw_sim, bad).full_state()
+    expect(s["a"]["rgb"] == [255, 255, 255] and s["a"]["brightness"] == 9, s)
+    expect(s["b"]["kelvin"] == 4000 and s["b"]["on"] is True, s)
+    rgb["restore"] = "on"
+    s = entities.Entities([rgb], hw_sim, saved).full_state()
+    return s["a"] == {"on": True, "brightness": 255, "rgb": [255, 255, 255]}
+
+
+@check("actuators are loaded only by a config with a colour light, a fan or a cover")
+def _():
+    import homeseal
+
+    def forget():
+        homeseal.unload("actuators")  # as if never imported (sys.modules, the package)
+        return "homeseal.actuators" not in sys.modules
+
+    cover = _ent(kind="cover", key="c", open_pin=62, close_pin=63, open_time=1, close_time=1)
+    rgb = _ent(kind="light", key="c", color_mode="rgb", pins=[62, 63, 64])
+    try:
+        plain = [_ent(kind="switch", key="s", pin=60), _ent(kind="light", key="l", pin=61)]
+        expect(forget(), "still loaded")
+        ents = entities.Entities(plain, hw_sim)
+        expect("homeseal.actuators" not in sys.modules, "loaded for a switch and a light")
+        expect(type(ents.all[1]) is entities.Light, ents.all)
+        for extra in (_ent(kind="fan", key="f", pin=62), cover, rgb):
+            forget()
+            ents = entities.Entities(plain + [extra], hw_sim)
+            expect("homeseal.actuators" in sys.modules, "not loaded for a %s" % extra["kind"])
+            expect(type(ents.all[2]).__name__ in ("Fan", "Cover", "ColourLight"), ents.all)
+    finally:
+        # Back to the module the other checks hold (and patch).
+        sys.modules["homeseal.actuators"] = actuators
+        homeseal.actuators = actuators
+    return True
+
+
+@check("fan percentage and direction")
+def _():
+    f = actuators.Fan(_ent(kind="fan", pin=60, direction_pin=61), hw_sim)
+    expect(f.describe()["reversible"] is True, f.describe())
+    expect(f.state() == {"on": False, "percentage": 100, "direction": "forward"}, f.state())
+    expect(_duties(60, 61) == [0, 0], "off at boot")
+    expect(f.command("turn_on", {}) is None and _duties(60, 61) == [65535, 0], "full speed")
+    expect(f.command("turn_on", {"percentage": 33}) is None, "33 %")
+    expect(_duties(60, 61) == [21627, 0], _duties(60, 61))  # 21626.55
+    expect(f.command("turn_off", {}) is None and _duties(60, 61) == [0, 0], "off")
+    expect(f.state() == {"on": False, "percentage": 33, "direction": "forward"}, "kept")
+    expect(f.command("set_direction", {"direction": "reverse"}) is None, "reverse")
+    expect(_duties(60, 61) == [0, 1] and f.state()["direction"] == "reverse", "direction pin")
+    expect(f.command("turn_on", {}) is None and _duties(60, 61) == [21627, 1], "on again")
+    expect(f.command("set_direction", {"direction": "forward"}) is None, "forward")
+    expect(_duties(60, 61) == [21627, 0], _duties(60, 61))
+    for bad in ({"percentage": 0}, {"brightness": 9}, {"rgb": [1, 2, 3]}):
+        expect(f.command("turn_on", bad) == entities.BAD_VALUE, bad)
+    expect(f.command("set_direction", {}) == entities.BAD_VALUE, "no direction")
+    expect(f.command("set", {"value": 3}) == entities.UNSUPPORTED_ACTION, "set")
+    plain = actuators.Fan(_ent(kind="fan", pin=62, inverted=True), hw_sim)
+    expect("reversible" not in plain.describe(), plain.describe())
+    expect(plain.state() == {"on": False, "percentage": 100}, plain.state())
+    expect(hw_sim.PINS["62"] == 65535, "inverted off")
+    r = plain.command("set_direction", {"direction": "reverse"})
+    expect(r == entities.UNSUPPORTED_ACTION, r)
+    return plain.command("turn_on", {"percentage": 1}) is None and hw_sim.PINS["62"] == 64880
+
+
+@check("fan restore")
+def _():
+    cfg = _ent(kind="fan", key="f", pin=60, direction_pin=61, restore="last")
+    saved = {"f": {"on": True, "percentage": 40, "direction": "reverse"}}
+    ents = entities.Entities([cfg], hw_sim, saved)
+    expect(ents.full_state() == saved and _duties(60, 61) == [26214, 1], _duties(60, 61))
+    ents = entities.Entities([cfg], hw_sim, {"f": {"on": True, "percentage": 0}})
+    expect(ents.full_state()["f"]["on"] is False and _duties(60, 61) == [0, 0], "bad saved")
+    cfg["restore"] = "on"
+    ents = entities.Entities([cfg], hw_sim, saved)
+    expect(ents.restorable() is None, "restore on saves nothing")
+    return ents.full_state()["f"]["percentage"] == 100 and _duties(60, 61) == [65535, 0]
+
+
+class _Clock:
+    """actuators' clock for the cover checks: commands read now, poll(now) gets it."""
+
+    now = 0
+
+    def ticks_ms():
+        return _Clock.now
+
+    ticks_add = time.ticks_add
+    ticks_diff = time.ticks_diff
+
+
+def _cover(saved=None, **fields):
+    fields.setdefault("open_pin", 70)
+    fields.setdefault("close_pin", 71)
+    fields.setdefault("open_time", 2)
+    fields.setdefault("close_time", 2)
+    return actuators.Cover(_ent(kind="cover", **fields), hw_sim, saved)
+
+
+def _run_cover(c, until, step=20):
+    """Poll c every `step` ms up to `until` (ms on _Clock): [(ms, state), ...] of each
+    push, and whether both outputs were ever on together."""
+    pushes = []
+    both = False
+    while _Clock.now < until:
+        _Clock.now += step
+        if c.poll(_Clock.now):
+            pushes.append((_Clock.now, c.state()))
+        both = both or (hw_sim.PINS["70"] == 1 and hw_sim.PINS["71"] == 1)
+    return pushes, both
+
+
+def _with_clock(fn):
+    def run():
+        actuators.time = _Clock
+        _Clock.now = 0
+        try:
+            return fn()
+        finally:
+            actuators.time = time
+
+    return run
+
+
+def _outs():
+    return (hw_sim.PINS["70"], hw_sim.PINS["71"])
+
+
+@check("cover open from an unknown position runs the whole travel")
+@_with_clock
+def _():
+    c = _cover()
+    expect(c.describe() == {"key": "e", "kind": "cover", "name": "E"}, c.describe())
+    expect(c.state() == {"position": None, "motion": "idle"} and _outs() == (0, 0), "boot")
+    r = c.command("set_position", {"position": 40})
+    expect(r == entities.POSITION_UNKNOWN, r)
+    expect(c.command("open", {}) is None and _outs() == (1, 0), "open output on")
+    expect(c.state() == {"position": None, "motion": "opening"}, c.state())
+    pushes, _ = _run_cover(c, 2500)
+    # Once a second while moving, then at the end: known now.
+    expect([ms for ms, _ in pushes] == [1000, 2000], pushes)
+    expect(pushes[0][1] == {"position": None, "motion": "opening"}, pushes)
+    expect(pushes[1][1] == {"position": 100, "motion": "idle"}, pushes)
+    expect(_outs() == (0, 0) and c.keep() == 100, "stopped at the end")
+    expect(c.command("open", {}) is None and _outs() == (0, 0), "already open: no motion")
+    expect(c.state()["motion"] == "idle", c.state())
+    _Clock.now = 0
+    close = _cover(open_time=1, close_time=3.5)
+    close.command("close", {})
+    expect(_outs() == (0, 1), "close output on")
+    pushes, _ = _run_cover(close, 4000)
+    expect(pushes[-1] == (3500, {"position": 0, "motion": "idle"}), pushes)
+    expect(close.command("set_position", {"position": 50}) is None, "set_position")
+    pushes, _ = _run_cover(close, 4500)  # open_time 1 s: 50 % in 500 ms
+    return pushes == [(4500, {"position": 50, "motion": "idle"})] and _outs() == (0, 0)
+
+
+@check("cover stops at its target and keeps a stopped position")
+@_with_clock
+def _():
+    c = _cover(100, restore="last")
+    expect(c.state() == {"position": 100, "motion": "idle"}, c.state())
+    expect(c.command("set_position", {"position": 50}) is None and _outs() == (0, 1), "close")
+    expect(c.state() == {"position": 100, "motion": "closing"}, c.state())
+    expect(c.keep() == 100, "kept until it stops")
+    pushes, both = _run_cover(c, 1500)
+    expect(pushes == [(1000, {"position": 50, "motion": "idle"})], pushes)
+    expect(_outs() == (0, 0) and c.keep() == 50 and not both, "stopped at 50")
+    c.command("close", {})
+    _run_cover(c, 2100)  # 600 ms of a 2 s travel: 30 %
+    expect(c.command("stop", {}) is None and _outs() == (0, 0), "stop")
+    expect(c.state() == {"position": 20, "motion": "idle"} and c.keep() == 20, c.state())
+    pushes, _ = _run_cover(c, 3000)
+    expect(pushes == [], "no pushes while idle")
+    c.command("set_position", {"position": 20})
+    expect(c.state()["motion"] == "idle" and _outs() == (0, 0), "already there")
+    # Moving, then a target it is at: stops there.
+    c.command("open", {})
+    _run_cover(c, 3200)
+    expect(c.command("set_position", {"position": 30}) is None, c.state())
+    expect(c.state() == {"position": 30, "motion": "idle"} and _outs() == (0, 0), c.state())
+    # A stop while the position is unknown leaves it unknown.
+    u = _cover(open_pin=72, close_pin=73)
+    u.command("close", {})
+    _Clock.now += 700
+    u.poll(_Clock.now)
+    u.command("stop", {})
+    expect(u.state() == {"position": None, "motion": "idle"} and u.keep() is None, u.state())
+    return u.command("set_position", {"position": 0}) == entities.POSITION_UNKNOWN
+
+
+@check("cover interlock: the two outputs are never on together")
+@_with_clock
+def _():
+    c = _cover(50, interlock_ms=250)
+    c.command("open", {})
+    _run_cover(c, 500)  # at 75 %
+    expect(c.command("close", {}) is None, "reverse")
+    # The open output off at once, the close one only after 250 ms.
+    expect(_outs() == (0, 0) and c.state() == {"position": 75, "motion": "closing"}, c.state())
+    samples = []
+    while _Clock.now < 740:
+        _Clock.now += 20
+        c.poll(_Clock.now)
+        samples.append(_outs())
+    expect(samples[-1] == (0, 0) and set(samples) == {(0, 0)}, samples)
+    _Clock.now = 760
+    c.poll(_Clock.now)
+    expect(_outs() == (0, 1), "on after the interlock: %r" % (_outs(),))
+    expect(c.state()["position"] == 75, "no travel while waiting: %r" % c.state())
+    pushes, both = _run_cover(c, 3000)
+    expect(pushes[-1][1] == {"position": 0, "motion": "idle"} and not both, pushes)
+    expect(pushes[-1][0] == 2260, "1.5 s of travel from 760: %r" % pushes)
+    # Not a reversal: after a stop, or at the end, the other output goes on at once.
+    expect(c.command("open", {}) is None and _outs() == (1, 0), "open right after the end")
+    _run_cover(c, 3400)  # 20 %
+    c.command("stop", {})
+    expect(c.command("close", {}) is None and _outs() == (0, 1), "close right after a stop")
+    _run_cover(c, 3600)  # 10 %
+    # Reversed again while waiting: the output that went off may go on at once (the
+    # other never went on).
+    c.command("open", {})
+    expect(_outs() == (0, 0), "waiting")
+    c.command("close", {})
+    expect(_outs() == (0, 1), "back to close at once")
+    # A stop while waiting, and the reversal again: only the rest of the wait is left.
+    _Clock.now = 3700
+    c.command("open", {})  # the close output off at 3700
+    _Clock.now = 3800
+    c.command("stop", {})
+    expect(_outs() == (0, 0) and c.state()["motion"] == "idle", c.state())
+    _Clock.now = 3850
+    c.command("open", {})
+    expect(_outs() == (0, 0), "still within the interlock")
+    _Clock.now = 3940
+    c.poll(3940)
+    expect(_outs() == (0, 0), "still within the interlock at 240 ms")
+    _Clock.now = 3960
+    c.poll(3960)
+    expect(_outs() == (1, 0), "on 250 ms after the close output went off")
+    zero = _cover(50, interlock_ms=0)
+    zero.command("open", {})
+    zero.command("close", {})
+    return _outs() == (0, 1)
+
+
+@check("cover restore")
+@_with_clock
+def _():
+    cfg = _ent(kind="cover", key="c", open_pin=70, close_pin=71, open_time=2, close_time=2)
+    expect(cfg["restore"] == "last" and cfg["interlock_ms"] == 250, cfg)
+    for saved, position in ((37, 37), (0, 0), (None, None), (101, None), (True, None)):
+        ents = entities.Entities([cfg], hw_sim, {"c": saved})
+        expect(ents.full_state()["c"] == {"position": position, "motion": "idle"}, saved)
+        expect(_outs() == (0, 0), "outputs off at boot")
+    ents = entities.Entities([cfg], hw_sim, {"c": 10})
+    ents.command("c", "open", {})  # 1.8 s to 100
+    _Clock.now = 300
+    expect(ents.poll(300) == [] and ents.restorable() == {"c": 10}, "kept while moving")
+    _Clock.now = 1300
+    expect(ents.poll(1300) == ["c"] and ents.restorable() == {"c": 10}, "a push while moving")
+    expect(ents.full_state()["c"] == {"position": 75, "motion": "opening"}, ents.full_state())
+    expect(ents.restores(["c"]) and not ents.restores(["x"]), "restores")
+    _Clock.now = 1800
+    expect(ents.poll(1800) == ["c"] and ents.restorable() == {"c": 100}, ents.restorable())
+    cfg["restore"] = "off"
+    ents = entities.Entities([cfg], hw_sim, {"c": 37})
+    expect(ents.restorable() is None and not ents.restores(["c"]), "restore off")
+    return ents.full_state()["c"]["position"] is None
+
+
+# ------------------------------------------------------------ health sources
+
+
+@check("health sources")
+def _():
+    from homeseal import health
+
+    up = entities.Sensor(_ent(kind="sensor", source="uptime", interval=1), hw_sim)
+    expect(type(up.state()) is int and up.state() >= 0, up.state())
+    # 2.5 s more on its clock: 2 more whole seconds, the half second carried.
+    before = health.uptime()
+    health._last = time.ticks_add(health._last, -2500)
+    expect(health.uptime() == before + 2, health.uptime())
+    health._last = time.ticks_add(health._last, -600)
+    expect(health.uptime() == before + 3, "the carried half second counts")
+    heap = entities.Sensor(_ent(kind="sensor", source="free_heap"), hw_sim)
+    expect(type(heap.state()) is int and heap.state() > 0, heap.state())
+    counted = health.connects
+    try:
+        rc = entities.Sensor(_ent(kind="sensor", source="reconnects", interval=1), hw_sim)
+        got = []
+        for n in (0, 1, 2, 5):
+            health.connects = n
+            rc._read()
+            got.append(rc.state())
+        expect(got == [0, 0, 1, 4], got)
+    finally:
+        health.connects = counted
+    ws_ = entities.Sensor(_ent(kind="sensor", source="wifi_signal", interval=1), hw_sim)
+    expect(ws_.state() == -60, "the sim's default: %r" % ws_.state())
+    expect(hw_sim._handle({"op": "set", "pin": "rssi", "value": -71})["ok"], "set rssi")
+    t0 = time.ticks_ms()
+    expect(ws_.poll(t0) is False and ws_.poll(time.ticks_add(t0, 1000)), "read each second")
+    expect(ws_.state() == -71, ws_.state())
+    expect(hw_sim._handle({"op": "set", "pin": "rssi", "value": None})["ok"], "no link")
+    expect(ws_._read() and ws_.state() is None, "no signal: unknown")
+    for bad in (1, -128, "-60", -60.5):
+        expect(not hw_sim._handle({"op": "set", "pin": "rssi", "value": bad})["ok"], bad)
+    hw_sim.PINS["rssi"] = -60
+    return True
+
+
+@check("health source defaults")
+def _():
+    want = {
+        "uptime": ("duration", "s", "total_increasing", True),
+        "free_heap": ("data_size", "B", "measurement", True),
+        "reconnects": (None, None, "total_increasing", False),
+        "wifi_signal": ("signal_strength", "dBm", "measurement", True),
+    }
+    for src, (dc, unit, sc, disabled) in want.items():
+        cfg = _ent(kind="sensor", source=src)
+        got = (cfg["device_class"], cfg["unit"], cfg["state_class"], cfg["disabled_by_default"])
+        expect(got == (dc, unit, sc, disabled) and cfg["category"] == "diagnostic", cfg)
+        expect(cfg["pin"] is None and cfg["scale"] is None, cfg)
+        d = entities.Sensor(cfg, hw_sim).describe()
+        expect(d["category"] == "diagnostic" and d.get("disabled_by_default", False) is disabled, d)
+        expect(d.get("unit") == unit and d.get("device_class") == dc, d)
+    # What the config names wins; null makes a primary entity.
+    cfg = _ent(kind="sensor", source="uptime", unit="min", state_class="measurement",
+               disabled_by_default=False, category=None)  # fmt: skip
+    got = (cfg["unit"], cfg["state_class"], cfg["device_class"], cfg["disabled_by_default"])
+    expect(got == ("min", "measurement", "duration", False) and cfg["category"] is None, cfg)
+    expect(_ent(kind="text_sensor", source="restart_reason")["category"] == "diagnostic", "rr")
+    expect(_ent(kind="text_sensor", source="ip")["category"] is None, "ip is not defaulted")
+    adc = _ent(kind="sensor", pin=3)
+    return adc["category"] is None and not adc["disabled_by_default"] and adc["unit"] is None
 
 
 # ------------------------------------------------------------ session limits

@@ -13,6 +13,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from enum import StrEnum
 from typing import Final
 
@@ -33,9 +34,11 @@ from ..messages import (
     MAX_ID,
     Command,
     Describe,
+    Direction,
     EntityInfo,
     Event,
     EventType,
+    FanState,
     LightState,
     Ping,
     Pong,
@@ -506,32 +509,67 @@ class DeviceLink:
         action: str,
         *,
         brightness: int | None = None,
+        rgb: tuple[int, int, int] | None = None,
+        rgbw: tuple[int, int, int, int] | None = None,
+        kelvin: int | None = None,
+        percentage: int | None = None,
         value: float | None = None,
         option: str | None = None,
+        position: int | None = None,
+        direction: Direction | None = None,
         time_limit: float | None = None,
     ) -> None:
-        """Send a command and wait for the device's result.
+        """Send a command and wait for the device's result (arguments: PROTOCOL §7).
 
         `ok` means the device carried the action out, so the value it implies is applied
         at once; the `state` the device pushes next confirms it (or corrects it: a
-        number's value snapped to its step).
+        number's value snapped to its step). A cover's motion is the device's to report.
         """
-        command = Command(self._next_id(), key, action, brightness, value, option)
+        command = Command(
+            self._next_id(),
+            key,
+            action,
+            brightness=brightness,
+            rgb=rgb,
+            rgbw=rgbw,
+            kelvin=kelvin,
+            percentage=percentage,
+            value=value,
+            option=option,
+            position=position,
+            direction=direction,
+        )
         await self._request(command, time_limit)
         kind = next((e.kind for e in self.entities if e.key == key), None)
         current = self.values.get(key)
-        if kind == "switch" and action in ("turn_on", "turn_off"):
-            self.values[key] = action == "turn_on"
-        elif kind == "light" and action in ("turn_on", "turn_off"):
-            level = current.brightness if isinstance(current, LightState) else 255
-            self.values[key] = LightState(action == "turn_on", brightness or level)
-        elif kind == "number" and action == "set" and value is not None:
-            self.values[key] = value
-        elif kind == "select" and action == "select" and option is not None:
-            self.values[key] = option
-        else:
-            return
-        if self.values[key] != current:
+        expected: StateValue
+        match kind, action, current:
+            case "switch", "turn_on" | "turn_off", _:
+                expected = action == "turn_on"
+            case "light", "turn_on" | "turn_off", LightState():
+                on = action == "turn_on"
+                expected = replace(
+                    current,
+                    on=on,
+                    brightness=brightness or current.brightness,
+                    rgb=rgb or current.rgb,
+                    rgbw=rgbw or current.rgbw,
+                    kelvin=kelvin or current.kelvin,
+                )
+            case "fan", "turn_on" | "turn_off", FanState():
+                expected = replace(
+                    current, on=action == "turn_on", percentage=percentage or current.percentage
+                )
+            case "fan", "set_direction", FanState():
+                expected = replace(current, direction=direction)
+            case "number", "set", _ if value is not None:
+                expected = value
+            case "select", "select", _ if option is not None:
+                expected = option
+            case _:
+                return
+        if expected != current:
+            self.values[key] = expected
             self._notify()
 
     async def unpair(self, time_limit: float | None = None) -> None:
