@@ -1,6 +1,6 @@
 """Firmware benchmark: the whole device, precompiled to .mpy, on the unix port.
 
-    .venv/bin/python benchmarks/firmware_bench.py [--commands 1000] [--heap 128k] [--every-kind]
+    .venv/bin/python benchmarks/firmware_bench.py [--commands 1000] [--heap 160k] [--every-kind]
 
 What it does, against the real relay process:
 
@@ -72,7 +72,7 @@ def device(workdir: Path, relay: RelayProcess, build: Path, heap: int, *args: st
         entities=ENTITIES,
         heapsize=str(heap),
         main=build / "main.py",  # from source, as a board runs it
-        env={**micropython_env(), "MICROPYPATH": f".frozen:{build / 'lib'}"},
+        env=micropython_env(firmware=build / "lib"),
         args=args,
     )
 
@@ -235,7 +235,7 @@ def main() -> None:
     )
     p.add_argument("--commands", type=int, default=1000)
     p.add_argument("--bisect-commands", type=int, default=200)
-    p.add_argument("--heap", default="128k")
+    p.add_argument("--heap", default="160k")
     p.add_argument("--no-bisect", action="store_true")
     p.add_argument(
         "--every-kind",

@@ -25,7 +25,7 @@ import aiohttp
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from homeseal_protocol.envelope import HEADER_LEN, SUBPROTOCOL, ZERO_ID, FrameType
-from homeseal_protocol.errors import PairingError
+from homeseal_protocol.errors import PairingError, SessionError
 from homeseal_protocol.ids import endpoint_id
 from homeseal_protocol.keys import public_bytes
 from homeseal_protocol.messages import MAX_ID
@@ -339,9 +339,12 @@ class Controller:
                 return attempt.device_static_pub
             await self.send(PAIR, device_id, reply)
 
-    async def open_session(self, device_id: bytes, device_pub: bytes) -> SessionClient:
+    async def open_session(
+        self, device_id: bytes, device_pub: bytes, previous: SessionClient | None = None
+    ) -> SessionClient:
+        """A new session; `previous`: the session with the device it replaces."""
         session = SessionClient(self, device_id, device_pub)
-        await session.open()
+        await session.open(previous=previous)
         return session
 
 
@@ -366,7 +369,10 @@ class SessionClient:
         self.next_id = 1
         self.messages: list[dict[str, Any]] = []
 
-    async def open(self, within: float = 10.0) -> None:
+    async def open(self, within: float = 10.0, previous: SessionClient | None = None) -> None:
+        """Handshake and confirm (§6). The device speaks on the session it holds until
+        our first message reaches it: with `previous` (that session), its last messages
+        are read there; without, a device that pushes often may fail this."""
         hs1 = self.noise.start()
         for _ in range(20):
             await self.ctl.send(SESSION, self.device_id, hs1)
@@ -382,7 +388,7 @@ class SessionClient:
         # Our first message confirms the session; the device then describes itself,
         # reports its state and answers the ping (§6.2).
         await self.send_app({"t": "ping", "id": MAX_ID})  # commands count up from 1
-        msg = await self.recv_app(within)
+        msg = await self._first_app(within, previous)
         assert msg["t"] == "describe", msg
         self.describe = msg
         msg = await self.recv_app(within)
@@ -402,9 +408,24 @@ class SessionClient:
                 continue  # the previous session's last messages (a state push)
             return frame.type, frame.payload
 
+    async def _first_app(self, within: float, previous: SessionClient | None) -> dict[str, Any]:
+        """The first message of this session, after what `previous` still receives."""
+        if previous is None:
+            return await self.recv_app(within)
+        while True:
+            frame = await self.ctl.recv((SESSION,), within)
+            try:
+                previous.noise.receive(frame.payload)
+            except SessionError:  # not the previous session's: this one's first
+                return self._app(frame.payload)
+            # else the previous session's last words: read on
+
     async def recv_app(self, within: float = 10.0) -> dict[str, Any]:
         frame = await self.ctl.recv((SESSION,), within)
-        plaintext = self.noise.receive(frame.payload)
+        return self._app(frame.payload)
+
+    def _app(self, payload: bytes) -> dict[str, Any]:
+        plaintext = self.noise.receive(payload)
         assert plaintext is not None
         msg: dict[str, Any] = json.loads(plaintext)
         self.messages.append(msg)

@@ -115,6 +115,7 @@ class Provisioned:
     qr_payload: str
     label_png: str = ""
     label_svg: str = ""
+    generated_release_key: bool = False  # with release_key: the key was made now
 
     @property
     def code(self) -> str:
@@ -123,20 +124,40 @@ class Provisioned:
 
 
 def provision(
-    state: Path, code: str | None = None, iterations: int = 1000, label: Path | None = None
+    state: Path,
+    code: str | None = None,
+    iterations: int = 1000,
+    label: Path | None = None,
+    release_key: Path | None = None,
 ) -> Provisioned:
     """Run the provisioning tool as a user would (its command line, JSON output).
-    1,000 PBKDF2 iterations by default: tests measure the protocol, not PBKDF2."""
+    1,000 PBKDF2 iterations by default: tests measure the protocol, not PBKDF2.
+    `release_key`: the installation's firmware release key (made there if absent)."""
     cmd = [sys.executable, "-m", "tools.provision", str(state), "--iterations", str(iterations),
            "--json"]  # fmt: skip
     cmd += ["--code", code] if code is not None else []
     cmd += ["--label", str(label)] if label is not None else ["--no-label"]
+    cmd += ["--release-key", str(release_key)] if release_key is not None else []
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise TestbedError(f"provisioning failed: {proc.stderr.strip()}")
+        raise TestbedError(f"provisioning failed (exit {proc.returncode}): {proc.stderr.strip()}")
     out = json.loads(proc.stdout)
-    fields = ("device_id", "setup_code", "qr_payload", "label_png", "label_svg")
+    fields = ("device_id", "setup_code", "qr_payload", "label_png", "label_svg",
+              "generated_release_key")  # fmt: skip
     return Provisioned(**{k: out[k] for k in fields if k in out})
+
+
+def build_firmware(
+    out: Path, arch: str = "x64", hw: str = "sim", sign: Path | None = None
+) -> dict[str, Any]:
+    """Build a firmware bundle with scripts/build-firmware, as a user would; returns its
+    manifest."""
+    cmd = [str(ROOT / "scripts" / "build-firmware"), str(out), "--arch", arch, "--hw", hw]
+    cmd += ["--sign", str(sign)] if sign is not None else []
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise TestbedError(f"build-firmware failed (exit {proc.returncode}): {proc.stderr.strip()}")
+    return json.loads((out / "manifest.json").read_bytes())  # type: ignore[no-any-return]
 
 
 class DeviceProcess(ChildProcess):

@@ -27,8 +27,9 @@ HA_NEWEST_TREE = CACHE / "ha-newest"
 HA_NEWEST_SITE = HA_NEWEST_TREE / "opt/homeseal-venv/lib/python3.14/site-packages"
 
 
-def micropython_env(extra_path: Iterable[Path] = ()) -> dict[str, str]:
-    """Environment for a MicroPython process: the frozen asyncio, the firmware modules and
-    `extra_path` on its module path (MICROPYPATH)."""
-    paths = [".frozen", str(FIRMWARE), *(str(p) for p in extra_path)]
+def micropython_env(extra_path: Iterable[Path] = (), firmware: Path = FIRMWARE) -> dict[str, str]:
+    """Environment for a MicroPython process: the frozen asyncio, the firmware modules
+    (the source tree, or a bundle's `lib`) and `extra_path` on its module path
+    (MICROPYPATH)."""
+    paths = [".frozen", str(firmware), *(str(p) for p in extra_path)]
     return {**os.environ, "MICROPYPATH": ":".join(paths)}

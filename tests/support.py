@@ -53,6 +53,7 @@ def run_micropython(
     timeout: float = 300,
     extra_path: list[Path] | None = None,
     stdin: bytes | None = None,
+    firmware: Path = FIRMWARE,
 ) -> str:
     """Run a script file (Path) or source text (str) on the unix port; return stdout.
 
@@ -65,7 +66,7 @@ def run_micropython(
         input=stdin,
         capture_output=True,
         timeout=timeout,
-        env=micropython_env(extra_path or ()),
+        env=micropython_env(extra_path or (), firmware),
         check=False,
     )
     out = proc.stdout.decode(errors="replace")

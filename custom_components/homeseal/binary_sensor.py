@@ -33,8 +33,7 @@ class HomeSealBinarySensor(HomeSealEntity, BinarySensorEntity):
 
     @property
     def is_on(self) -> bool | None:
-        value = self.state_value
-        return value if isinstance(value, bool) else None
+        return self.state_as(bool)
 
 
 class RelayConnectionSensor(BinarySensorEntity):

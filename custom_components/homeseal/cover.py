@@ -41,28 +41,23 @@ class HomeSealCover(HomeSealEntity, CoverEntity):
         self._attr_device_class = enum_or_none(CoverDeviceClass, info.device_class)
 
     @property
-    def _cover(self) -> CoverState | None:
-        value = self.state_value
-        return value if isinstance(value, CoverState) else None
-
-    @property
     def current_cover_position(self) -> int | None:
-        return None if (cover := self._cover) is None else cover.position
+        return None if (cover := self.state_as(CoverState)) is None else cover.position
 
     @property
     def is_closed(self) -> bool | None:
         # Unknown until the device knows its position (a first full run tells it).
-        if (cover := self._cover) is None or cover.position is None:
+        if (cover := self.state_as(CoverState)) is None or cover.position is None:
             return None
         return cover.position == 0
 
     @property
     def is_opening(self) -> bool | None:
-        return None if (cover := self._cover) is None else cover.motion == "opening"
+        return None if (cover := self.state_as(CoverState)) is None else cover.motion == "opening"
 
     @property
     def is_closing(self) -> bool | None:
-        return None if (cover := self._cover) is None else cover.motion == "closing"
+        return None if (cover := self.state_as(CoverState)) is None else cover.motion == "closing"
 
     async def async_open_cover(self, **kwargs: Any) -> None:
         await self._async_command("open")

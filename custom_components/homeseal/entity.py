@@ -71,6 +71,12 @@ class HomeSealEntity(Entity):
     def state_value(self) -> StateValue:
         return self._link.values.get(self._info.key)
 
+    def state_as[T](self, kind: type[T]) -> T | None:
+        """The state value as the type this entity's kind reports (the link has checked
+        every value against its kind, PROTOCOL §7); None while unknown."""
+        value = self.state_value
+        return value if isinstance(value, kind) else None
+
     async def async_added_to_hass(self) -> None:
         await super().async_added_to_hass()
         self.async_on_remove(self._link.add_listener(self._handle_update))

@@ -35,24 +35,19 @@ class HomeSealFan(HomeSealEntity, FanEntity):
         self._attr_supported_features = features
 
     @property
-    def _fan(self) -> FanState | None:
-        value = self.state_value
-        return value if isinstance(value, FanState) else None
-
-    @property
     def is_on(self) -> bool | None:
-        return None if (fan := self._fan) is None else fan.on
+        return None if (fan := self.state_as(FanState)) is None else fan.on
 
     @property
     def percentage(self) -> int | None:
         # HA's convention: an off fan is at 0 %; the device keeps its speed for the next on.
-        if (fan := self._fan) is None:
+        if (fan := self.state_as(FanState)) is None:
             return None
         return fan.percentage if fan.on else 0
 
     @property
     def current_direction(self) -> str | None:
-        return None if (fan := self._fan) is None else fan.direction
+        return None if (fan := self.state_as(FanState)) is None else fan.direction
 
     async def async_turn_on(
         self, percentage: int | None = None, preset_mode: str | None = None, **kwargs: Any

@@ -48,29 +48,24 @@ class HomeSealLight(HomeSealEntity, LightEntity):
             self._attr_max_color_temp_kelvin = info.max_kelvin
 
     @property
-    def _light(self) -> LightState | None:
-        value = self.state_value
-        return value if isinstance(value, LightState) else None
-
-    @property
     def is_on(self) -> bool | None:
-        return None if (light := self._light) is None else light.on
+        return None if (light := self.state_as(LightState)) is None else light.on
 
     @property
     def brightness(self) -> int | None:
-        return None if (light := self._light) is None else light.brightness
+        return None if (light := self.state_as(LightState)) is None else light.brightness
 
     @property
     def rgb_color(self) -> tuple[int, int, int] | None:
-        return None if (light := self._light) is None else light.rgb
+        return None if (light := self.state_as(LightState)) is None else light.rgb
 
     @property
     def rgbw_color(self) -> tuple[int, int, int, int] | None:
-        return None if (light := self._light) is None else light.rgbw
+        return None if (light := self.state_as(LightState)) is None else light.rgbw
 
     @property
     def color_temp_kelvin(self) -> int | None:
-        return None if (light := self._light) is None else light.kelvin
+        return None if (light := self.state_as(LightState)) is None else light.kelvin
 
     async def async_turn_on(self, **kwargs: Any) -> None:
         fields: dict[str, Any] = {}
@@ -82,9 +77,11 @@ class HomeSealLight(HomeSealEntity, LightEntity):
             fields["rgb"] = _channels(kwargs[ATTR_RGB_COLOR])
         elif ATTR_RGBW_COLOR in kwargs:
             fields["rgbw"] = _channels(kwargs[ATTR_RGBW_COLOR])
-        elif ATTR_COLOR_TEMP_KELVIN in kwargs and self._info.min_kelvin is not None:
-            low, high = self._info.min_kelvin, self._info.max_kelvin or self._info.min_kelvin
-            fields["kelvin"] = max(low, min(high, int(kwargs[ATTR_COLOR_TEMP_KELVIN])))
+        elif ATTR_COLOR_TEMP_KELVIN in kwargs:
+            # HA hands on what was asked for; the lamp takes only its own range.
+            kelvin = int(kwargs[ATTR_COLOR_TEMP_KELVIN])
+            low, high = self.min_color_temp_kelvin, self.max_color_temp_kelvin
+            fields["kelvin"] = max(low, min(high, kelvin))
         await self._async_command("turn_on", **fields)
 
     async def async_turn_off(self, **kwargs: Any) -> None:

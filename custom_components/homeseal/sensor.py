@@ -44,5 +44,4 @@ class HomeSealTextSensor(HomeSealEntity, SensorEntity):
 
     @property
     def native_value(self) -> str | None:
-        value = self.state_value
-        return value if isinstance(value, str) else None
+        return self.state_as(str)

@@ -26,8 +26,7 @@ async def async_setup_entry(
 class HomeSealSwitch(HomeSealEntity, SwitchEntity):
     @property
     def is_on(self) -> bool | None:
-        value = self.state_value
-        return value if isinstance(value, bool) else None
+        return self.state_as(bool)
 
     async def async_turn_on(self, **kwargs: Any) -> None:
         await self._async_command("turn_on")

@@ -159,7 +159,39 @@ class Light(Entity):
         return OK
 
 
-class Sensor(Entity):
+class Polled(Entity):
+    """An entity that reads its value every `interval` seconds: a sensor, a text
+    sensor. `_sample()` is the subclass's reading; one that fails reports
+    "unknown" (None) and never stops the device."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self._interval = cfg["interval"] * 1000
+        self._next = None
+        self._value = None
+
+    def state(self):
+        return self._value
+
+    def _read(self):
+        try:
+            v = self._sample()
+        except Exception:
+            v = None
+        changed = v != self._value
+        self._value = v
+        return changed
+
+    def poll(self, now):
+        if self._next is None:
+            self._next = time.ticks_add(now, self._interval)
+        if time.ticks_diff(now, self._next) < 0:
+            return False
+        self._next = time.ticks_add(now, self._interval)
+        return self._read()
+
+
+class Sensor(Polled):
     kind = "sensor"
 
     def __init__(self, cfg, hw):
@@ -180,9 +212,6 @@ class Sensor(Entity):
         self._scale = cfg["scale"]  # None for a health source: its integer as it is
         self._offset = cfg["offset"]
         self._precision = cfg["precision"]
-        self._interval = cfg["interval"] * 1000
-        self._next = None
-        self._value = None
         self._read()
 
     def describe(self):
@@ -190,29 +219,13 @@ class Sensor(Entity):
         d.update(self._extra)
         return d
 
-    def state(self):
-        return self._value
-
-    def _read(self):
-        try:
-            v = self._src()
-            if self._scale is not None:
-                v = round(v * self._scale + self._offset, self._precision)
-                if self._precision == 0:
-                    v = int(v)
-        except Exception:
-            v = None  # a failing sensor reports "unknown", it does not stop the device
-        changed = v != self._value
-        self._value = v
-        return changed
-
-    def poll(self, now):
-        if self._next is None:
-            self._next = time.ticks_add(now, self._interval)
-        if time.ticks_diff(now, self._next) < 0:
-            return False
-        self._next = time.ticks_add(now, self._interval)
-        return self._read()
+    def _sample(self):
+        v = self._src()
+        if self._scale is not None:
+            v = round(v * self._scale + self._offset, self._precision)
+            if self._precision == 0:
+                v = int(v)
+        return v
 
 
 class Debounced:
@@ -396,39 +409,19 @@ class Select(Entity):
         return OK
 
 
-class TextSensor(Entity):
+class TextSensor(Polled):
     """A string the device reports (its address, its last restart reason)."""
 
     kind = "text_sensor"
 
     def __init__(self, cfg, hw):
         super().__init__(cfg)
-        self._read_src = hw.ip_address if cfg["source"] == "ip" else hw.restart_reason
-        self._interval = cfg["interval"] * 1000
-        self._next = None
-        self._value = None
+        self._src = hw.ip_address if cfg["source"] == "ip" else hw.restart_reason
         self._read()
 
-    def state(self):
-        return self._value
-
-    def _read(self):
-        try:
-            v = self._read_src()
-            v = None if v is None else str(v)[:64]
-        except Exception:
-            v = None
-        changed = v != self._value
-        self._value = v
-        return changed
-
-    def poll(self, now):
-        if self._next is None:
-            self._next = time.ticks_add(now, self._interval)
-        if time.ticks_diff(now, self._next) < 0:
-            return False
-        self._next = time.ticks_add(now, self._interval)
-        return self._read()
+    def _sample(self):
+        v = self._src()
+        return None if v is None else str(v)[:64]
 
 
 class Event(Entity):

@@ -102,6 +102,29 @@ def _channels(v, n):
     return True
 
 
+def _int_in(lo, hi):
+    return lambda v: type(v) is int and lo <= v <= hi
+
+
+def _colour(obj):
+    return "rgb" in obj or "rgbw" in obj or "kelvin" in obj
+
+
+# The command arguments (§7): name, the one action it goes with, its check.
+_ARGS = (
+    ("brightness", "turn_on", _int_in(0, 255)),
+    ("rgb", "turn_on", lambda v: _channels(v, 3)),
+    ("rgbw", "turn_on", lambda v: _channels(v, 4)),
+    ("kelvin", "turn_on", _int_in(1000, 20000)),
+    ("percentage", "turn_on", _int_in(0, 100)),
+    # v - v != 0: infinite or NaN (inf - inf and NaN - NaN are NaN).
+    ("value", "set", lambda v: type(v) in (int, float) and v - v == 0),
+    ("option", "select", lambda v: type(v) is str and 1 <= len(v) <= 32),
+    ("position", "set_position", _int_in(0, 100)),
+    ("direction", "set_direction", lambda v: v == "forward" or v == "reverse"),
+)
+
+
 def parse(pt):
     """Decode a controller message; returns the dict with its fields checked."""
     if len(pt) > MAX_MESSAGE:
@@ -131,53 +154,13 @@ def parse(pt):
         # Each argument only with its action (§7); at most one, except that
         # turn_on may carry brightness and one colour (rgb, rgbw or kelvin).
         # The entity takes its arguments from the parsed object by name.
-        bright = "brightness" in obj
-        if bright:
-            b = obj["brightness"]
-            if action != "turn_on" or type(b) is not int or not 0 <= b <= 255:
-                raise MessageError("brightness")
-        colours = 0
-        if "rgb" in obj:
-            if action != "turn_on" or not _channels(obj["rgb"], 3):
-                raise MessageError("rgb")
-            colours += 1
-        if "rgbw" in obj:
-            if action != "turn_on" or not _channels(obj["rgbw"], 4):
-                raise MessageError("rgbw")
-            colours += 1
-        if "kelvin" in obj:
-            k = obj["kelvin"]
-            if action != "turn_on" or type(k) is not int or not 1000 <= k <= 20000:
-                raise MessageError("kelvin")
-            colours += 1
-        others = 0
-        if "percentage" in obj:
-            p = obj["percentage"]
-            if action != "turn_on" or type(p) is not int or not 0 <= p <= 100:
-                raise MessageError("percentage")
-            others += 1
-        if "value" in obj:
-            v = obj["value"]
-            # v - v != 0: infinite or NaN (inf - inf and NaN - NaN are NaN).
-            if action != "set" or type(v) not in (int, float) or v - v != 0:
-                raise MessageError("value")
-            others += 1
-        if "option" in obj:
-            o = obj["option"]
-            if action != "select" or type(o) is not str or not 1 <= len(o) <= 32:
-                raise MessageError("option")
-            others += 1
-        if "position" in obj:
-            p = obj["position"]
-            if action != "set_position" or type(p) is not int or not 0 <= p <= 100:
-                raise MessageError("position")
-            others += 1
-        if "direction" in obj:
-            d = obj["direction"]
-            if action != "set_direction" or (d != "forward" and d != "reverse"):
-                raise MessageError("direction")
-            others += 1
-        if colours + others > 1 or (bright and others):
+        n = 0
+        for name, act, check in _ARGS:
+            if name in obj:
+                if action != act or not check(obj[name]):
+                    raise MessageError(name)
+                n += 1
+        if n > 1 and not (n == 2 and "brightness" in obj and _colour(obj)):
             raise MessageError("more than one argument")
     return obj
 

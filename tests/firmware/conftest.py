@@ -34,6 +34,15 @@ async def controller(relay: RelayProcess, socket_enabled: None) -> AsyncIterator
 
 
 @pytest.fixture
+def own_relay(tmp_path: Path, socket_enabled: None) -> Iterator[RelayProcess]:
+    """A relay of the test's own, to stop and restart without disturbing the module's."""
+    r = RelayProcess(tmp_path / "relay")
+    r.start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
 def make_device(
     tmp_path: Path, relay: RelayProcess, socket_enabled: None
 ) -> Iterator[Callable[..., DeviceProcess]]:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from homeseal_protocol.errors import SessionError
 from testbed.accounts import new_account
 from testbed.endpoints import Controller, SessionClient
 from testbed.firmware import HEALTH, MORE_KINDS, DeviceProcess, provision
@@ -372,31 +371,6 @@ async def test_colour_light_fan_and_cover_restore_last(
 # ---------------------------------------------------------------- the device's health
 
 
-async def _busy_session(ctl: Controller, dev: DeviceProcess, device_pub: bytes) -> SessionClient:
-    """A session with a device whose sensors push every second. SessionClient.open wants
-    describe, state and pong with nothing between them, and nothing under an older
-    session's keys in front of them (a push to the session the device still holds
-    until the new one is confirmed, §6): either can slip in, so try again."""
-    for attempt in range(5):
-        ctl.drain()
-        try:
-            return await ctl.open_session(dev.device_id, device_pub)
-        except (AssertionError, SessionError):
-            if attempt == 4:
-                raise
-            await asyncio.sleep(0.2)
-    raise AssertionError("unreachable")
-
-
-@pytest.fixture
-def own_relay(tmp_path: Path, socket_enabled: None) -> Iterator[RelayProcess]:
-    """A relay of this test's own, to restart without disturbing the module's."""
-    r = RelayProcess(tmp_path / "relay")
-    r.start()
-    yield r
-    r.stop()
-
-
 async def test_health_sensors(
     make_device: Callable[..., DeviceProcess], own_relay: RelayProcess
 ) -> None:
@@ -408,7 +382,7 @@ async def test_health_sensors(
     await dev.wait_log_async("relay connected")
     device_pub = await ctl.pair(dev.device_id, CODE)
     await dev.wait_log_async("claimed by controller")
-    s = await _busy_session(ctl, dev, device_pub)
+    s = await ctl.open_session(dev.device_id, device_pub)
     assert s.describe is not None
     kinds = {e["key"]: e for e in s.describe["entities"]}
     assert kinds["uptime"] == {
@@ -456,7 +430,8 @@ async def test_health_sensors(
     await dev.wait_log_async("relay connected", count=2, within=30)
     ctl = await Controller(own_relay.base, tok, key=ctl.key).connect()
     try:
-        s = await _busy_session(ctl, dev, device_pub)
+        # The device may still push on the session it held before the restart.
+        s = await ctl.open_session(dev.device_id, device_pub, previous=s)
         deadline = time.monotonic() + 5
         while s.state["reconnects"] != 1:
             assert time.monotonic() < deadline, s.state

@@ -14,7 +14,7 @@ import contextlib
 import json
 import struct
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -45,14 +45,6 @@ def token(relay: RelayProcess) -> str:
 
 
 # ---------------------------------------------------------------- relay restart
-
-
-@pytest.fixture
-def own_relay(tmp_path: Path, socket_enabled: None) -> Iterator[RelayProcess]:
-    r = RelayProcess(tmp_path / "relay")
-    r.start()
-    yield r
-    r.stop()
 
 
 async def test_reconnects_after_the_relay_restarts(

@@ -18,16 +18,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.support import ROOT, micropython_path
+from testbed.firmware import build_firmware, provision
+from testbed.process import TestbedError
+from tests.support import ROOT, run_micropython
 
 pytestmark = pytest.mark.micropython  # the bundle's modules run on the unix port
 
-BUILD = ROOT / "scripts" / "build-firmware"
-PROVISION = [str(ROOT / ".venv" / "bin" / "python"), "-m", "tools.provision"]
 
-
-def _run(cmd: list[str | Path]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, check=False)
+def _pinned(state: Path) -> bytes:
+    """The release key's public half, as the device's provisioning record pins it."""
+    return bytes.fromhex(json.loads((state / "provisioning.json").read_text())["release_key"])
 
 
 def _verify_on_device(bundle: Path, manifest: bytes, signature: bytes, public: bytes) -> str:
@@ -36,13 +36,7 @@ def _verify_on_device(bundle: Path, manifest: bytes, signature: bytes, public: b
         "from homeseal import ecdsa\n"
         f"print(ecdsa.verify({public!r}, {manifest!r}, {signature!r}))\n"
     )
-    proc = subprocess.run(
-        [str(micropython_path()), "-c", script],
-        capture_output=True, text=True, timeout=120, check=False,
-        env={"MICROPYPATH": f".frozen:{bundle / 'lib'}"},
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
+    return run_micropython(script, timeout=120, firmware=bundle / "lib").strip()
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +45,10 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     returns the bundle and the public half the device pinned."""
     tmp = tmp_path_factory.mktemp("bundle")
     key = tmp / "keys" / "release.pem"
-    proc = _run([*PROVISION, tmp / "state", "--no-label", "--iterations", "1000",
-                 "--release-key", key, "--json"])  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["generated_release_key"] is True
-    pinned = bytes.fromhex(
-        json.loads((tmp / "state" / "provisioning.json").read_text())["release_key"]
-    )
-    proc = _run([BUILD, tmp / "out", "--arch", "x64", "--hw", "sim", "--sign", key])
-    assert proc.returncode == 0, proc.stderr
-    assert "signed" in proc.stderr
-    return tmp / "out", pinned
+    assert provision(tmp / "state", release_key=key).generated_release_key is True
+    assert key.is_file()
+    build_firmware(tmp / "out", sign=key)
+    return tmp / "out", _pinned(tmp / "state")
 
 
 def test_manifest_lists_every_file_with_its_hash(signed: tuple[Path, bytes]) -> None:
@@ -79,8 +66,8 @@ def test_manifest_lists_every_file_with_its_hash(signed: tuple[Path, bytes]) -> 
         assert entry["sha256"] == hashlib.sha256(data).hexdigest()
     assert manifest["size"] == sum(e["size"] for e in listed.values())
     assert (manifest["arch"], manifest["hw"], manifest["micropython"]) == ("x64", "sim", "1.26")
-    version = _run([BUILD, "--version"]).stdout.strip()
-    assert manifest["version"] == version
+    init = (Path(__file__).parents[2] / "firmware" / "homeseal" / "__init__.py").read_text()
+    assert f'__version__ = "{manifest["version"]}"' in init
     assert "lib/homeseal/ecdsa.mpy" in listed
     assert "lib/homeseal/hw_sim.mpy" in listed
     assert "main.py" in listed
@@ -107,27 +94,47 @@ def test_release_key_is_private_made_once_and_kept_off_the_device(tmp_path: Path
     key = tmp_path / "release.pem"
     pins = []
     for device in ("a", "b"):
-        proc = _run([*PROVISION, tmp_path / device, "--no-label", "--iterations", "1000",
-                     "--release-key", key])  # fmt: skip
-        assert proc.returncode == 0, proc.stderr
-        record = json.loads((tmp_path / device / "provisioning.json").read_text())
-        pins.append(record["release_key"])
+        made = provision(tmp_path / device, release_key=key).generated_release_key
+        assert made is (device == "a")
+        pins.append(_pinned(tmp_path / device))
     assert pins[0] == pins[1]  # one key per installation, pinned by every device
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert "PRIVATE KEY" not in (tmp_path / "a" / "provisioning.json").read_text()
-    proc = _run([*PROVISION, tmp_path / "c", "--no-label", "--iterations", "1000",
-                 "--release-key", tmp_path / "c" / "release.pem"])  # fmt: skip
-    assert proc.returncode == 2
-    assert "must not be in the state directory" in proc.stderr
+    with pytest.raises(TestbedError, match=r"exit 2.*must not be in the state directory"):
+        provision(tmp_path / "c", release_key=tmp_path / "c" / "release.pem")
     assert not (tmp_path / "c" / "release.pem").exists()
 
 
 def test_bad_release_key_and_arch_are_refused(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.pem"
     wrong.write_text("not a key")
-    proc = _run([BUILD, tmp_path / "out", "--arch", "x64", "--sign", wrong])
-    assert proc.returncode == 2
-    assert "cannot read the release key" in proc.stderr
-    proc = _run([BUILD, tmp_path / "out", "--arch", "z80"])
-    assert proc.returncode == 2
-    assert "unknown --arch z80" in proc.stderr
+    with pytest.raises(TestbedError, match=r"exit 2.*cannot read the release key"):
+        build_firmware(tmp_path / "out", sign=wrong)
+    with pytest.raises(TestbedError, match=r"exit 2.*unknown --arch z80"):
+        build_firmware(tmp_path / "out", arch="z80")
+
+
+def test_deploy_copies_the_signed_bundle(signed: tuple[Path, bytes], tmp_path: Path) -> None:
+    """scripts/deploy --sign builds the same bundle and copies it, manifest included
+    (--dry-run: the mpremote commands, no board)."""
+    _, pinned = signed
+    key = signed[0].parent / "keys" / "release.pem"
+    config = tmp_path / "config.json"
+    config.write_text("{}")
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "deploy"), "--config", str(config), "--sign", str(key),
+         "--arch", "armv6m", "--dry-run"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "for armv6m" in proc.stderr
+    assert ", signed)" in proc.stderr
+    build = ROOT / "build" / "deploy"
+    assert f"fs cp {build}/manifest.json :/lib/homeseal/manifest.json" in proc.stdout
+    assert f"fs cp -r {build}/lib/homeseal :/lib/" in proc.stdout
+    body = (build / "manifest.json").read_bytes()
+    assert json.loads(body)["arch"] == "armv6m"
+    signature = (build / "manifest.sig").read_bytes()
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    key_pub = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), pinned)
+    key_pub.verify(encode_dss_signature(r, s), body, ec.ECDSA(hashes.SHA256()))

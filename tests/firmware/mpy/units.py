@@ -97,7 +97,8 @@ def _():
 
 @check("ws accept")
 def _():
-    # RFC 6455 §1.3's example; this build has no hashlib.sha1: the fallback runs.
+    # RFC 6455 §1.3's example (hashlib.sha1 where the build has it, as the TLS one
+    # does; "ws sha1 fallback" checks the fallback).
     return ws.accept_key(b"dGhlIHNhbXBsZSBub25jZQ==") == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 
@@ -158,8 +159,8 @@ def _():
 
 @check("example config entities")
 def _():
-    # firmware/config.example.json, as a user copies it (its wss:// needs TLS, which
-    # this build lacks: the relay is swapped for a ws:// one).
+    # firmware/config.example.json, as a user copies it (its wss:// relay, whose CA
+    # file is not here, is swapped for a ws:// one).
     root = sys.argv[0].rsplit("/tests/", 1)[0]
     with open(root + "/firmware/config.example.json") as f:
         cfg = json.load(f)
